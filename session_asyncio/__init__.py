@@ -1,0 +1,1 @@
+"""session_asyncio: placeholder until its issue lands."""

@@ -1,0 +1,102 @@
+"""session_core: the sans-I/O engine of session-py.
+
+Typed request/response and notification messaging over WebSocket, wire-compatible with the
+Rust crate session-rs. `Connection` takes bytes, calls and the time, and gives events, bytes
+to send and its next deadline; it does no I/O of its own. The adapters `session_trio` and
+`session_asyncio` drive it over real sockets; anyone can drive it from their own loop.
+"""
+
+from __future__ import annotations
+
+from ._connection import CANCEL_METHOD, Accept, Config, Connection, Reject, Role
+from ._errors import (
+    EncodingError,
+    ErrorCode,
+    HandshakeError,
+    HandshakeRejected,
+    InternalError,
+    InvalidRequestData,
+    InvalidResponse,
+    LocalProtocolError,
+    MethodError,
+    MethodNotFound,
+    RemoteError,
+    RemoteProtocolError,
+    RequestCancelled,
+    SessionClosed,
+    SessionError,
+    TooManyPendingRequests,
+    remote_protocol_error,
+)
+from ._events import (
+    CancelRequested,
+    ConnectionClosed,
+    ErrorResponseReceived,
+    Event,
+    HandshakeAccepted,
+    InvalidMessageReceived,
+    InvalidResponseReceived,
+    NotificationReceived,
+    PongReceived,
+    RequestAborted,
+    RequestReceived,
+    RequestRejected,
+    RequestTimedOut,
+    ResponseReceived,
+    UnexpectedResponseReceived,
+    UpgradeRejected,
+    UpgradeRequested,
+)
+from ._methods import Method, converter
+from ._outcomes import OUTCOMES, WebSocketURL, parse_url, result_of
+from ._state import State
+
+__all__ = [
+    "OUTCOMES",
+    "Accept",
+    "Reject",
+    "WebSocketURL",
+    "parse_url",
+    "result_of",
+    "CANCEL_METHOD",
+    "CancelRequested",
+    "Config",
+    "Connection",
+    "ConnectionClosed",
+    "EncodingError",
+    "ErrorCode",
+    "ErrorResponseReceived",
+    "Event",
+    "HandshakeAccepted",
+    "HandshakeError",
+    "HandshakeRejected",
+    "InternalError",
+    "InvalidMessageReceived",
+    "InvalidRequestData",
+    "InvalidResponse",
+    "InvalidResponseReceived",
+    "LocalProtocolError",
+    "Method",
+    "MethodError",
+    "MethodNotFound",
+    "NotificationReceived",
+    "PongReceived",
+    "RemoteError",
+    "RemoteProtocolError",
+    "RequestAborted",
+    "RequestCancelled",
+    "RequestReceived",
+    "RequestRejected",
+    "RequestTimedOut",
+    "ResponseReceived",
+    "Role",
+    "SessionClosed",
+    "SessionError",
+    "State",
+    "TooManyPendingRequests",
+    "UnexpectedResponseReceived",
+    "UpgradeRejected",
+    "UpgradeRequested",
+    "converter",
+    "remote_protocol_error",
+]

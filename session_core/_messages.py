@@ -1,0 +1,93 @@
+"""The four wire messages of `PROTOCOL.md`: parsing received text, writing sent text.
+
+Sent text is compact JSON with `type` first and then the fields in session-rs's order, so
+that it is byte-identical to what session-rs writes. orjson keeps a dict's insertion order.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from . import _json
+
+#: Request ids are unsigned 32-bit integers (`PROTOCOL.md`, "Request ids").
+MAX_ID = 0xFFFF_FFFF
+
+
+class Kind(enum.Enum):
+    """The `type` of a message."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+    ERROR_RESPONSE = "errorresponse"
+    NOTIFICATION = "notification"
+
+
+_KINDS = {kind.value: kind for kind in Kind}
+
+
+class InvalidMessage(Exception):
+    """A received message breaks `PROTOCOL.md`; `args[0]` says how."""
+
+
+def parse(text: str) -> tuple[Kind, int, str, Any]:
+    """Read one received text message as `(kind, id, method, payload)`.
+
+    `id` is 0 for a notification and `method` is `""` for answers; `payload` is `data`,
+    `result` or `error`, `None` when absent.
+
+    Raises:
+        InvalidMessage: the text is not JSON, not an object, or breaks the message rules.
+    """
+    try:
+        message = _json.loads(text)
+    except _json.JSONDecodeError as exc:
+        raise InvalidMessage(f"not valid JSON: {exc}") from None
+    if type(message) is not dict:
+        raise InvalidMessage("not a JSON object")
+    kind = _KINDS.get(message.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        raise InvalidMessage(f"unknown type: {str(message.get('type'))[:40]!r}")
+    if kind is Kind.NOTIFICATION:
+        return kind, 0, _method_of(message), message.get("data")
+    request_id = message.get("id")
+    # bool is a subclass of int: `type(...) is int` keeps `true` out.
+    if type(request_id) is not int or not 0 <= request_id <= MAX_ID:
+        raise InvalidMessage(f"{kind.value} id missing or not an integer in 0..{MAX_ID}")
+    if kind is Kind.REQUEST:
+        return kind, request_id, _method_of(message), message.get("data")
+    if kind is Kind.RESPONSE:
+        return kind, request_id, "", message.get("result")
+    return kind, request_id, "", message.get("error")
+
+
+def _method_of(message: dict[str, Any]) -> str:
+    method = message.get("method")
+    if type(method) is not str:
+        raise InvalidMessage("method missing or not a string")
+    return method
+
+
+def request(request_id: int, method: str, data: Any) -> str:
+    """The text of a request."""
+    return _text({"type": "request", "id": request_id, "method": method, "data": data})
+
+
+def response(request_id: int, result: Any) -> str:
+    """The text of a response."""
+    return _text({"type": "response", "id": request_id, "result": result})
+
+
+def error_response(request_id: int, error: Any) -> str:
+    """The text of an error response."""
+    return _text({"type": "errorresponse", "id": request_id, "error": error})
+
+
+def notification(method: str, data: Any) -> str:
+    """The text of a notification."""
+    return _text({"type": "notification", "method": method, "data": data})
+
+
+def _text(message: dict[str, Any]) -> str:
+    return _json.dumps(message).decode()

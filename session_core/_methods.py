@@ -1,0 +1,234 @@
+"""Typed methods: a name with request, response and error types, and their conversion.
+
+A type is an attrs class, a JSON primitive (`int`, `float`, `str`, `bool`, `None`), `Any`
+(any JSON value, passed through), or lists, dicts, optionals and unions of these. cattrs
+converts between them and JSON values; the converter here is strict where cattrs is
+lenient by default (it would turn `"5"` into `5` and `"abc"` into `["a", "b", "c"]`).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import typing
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
+
+import attrs
+import cattrs
+
+from ._errors import LocalProtocolError
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Err = TypeVar("Err")
+T = TypeVar("T")
+
+#: Reads a JSON value as a type; raises on a value that does not fit.
+Structure = Callable[[Any], Any]
+#: Turns a typed value into a JSON value.
+Unstructure = Callable[[Any], Any]
+
+converter = cattrs.Converter()
+"""The cattrs converter used for every method. Register hooks on it for custom types."""
+
+
+def _exact(expected: type) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, _: Any) -> Any:
+        if type(value) is not expected:
+            raise TypeError(f"expected {expected.__name__}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _float(value: Any, _: Any) -> float:
+    if type(value) is float or type(value) is int:
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+for _type in (int, str, bool):
+    converter.register_structure_hook(_type, _exact(_type))
+converter.register_structure_hook(float, _float)
+
+
+def _container_origin(cls: Any) -> type | None:
+    origin = typing.get_origin(cls)
+    if origin in (list, collections.abc.Sequence, collections.abc.MutableSequence):
+        return list
+    if origin in (dict, collections.abc.Mapping, collections.abc.MutableMapping):
+        return dict
+    return None
+
+
+def _strict_container(cls: Any) -> Callable[[Any, Any], Any]:
+    # cattrs accepts any iterable for a list and any mapping for a dict; JSON gives exactly
+    # list and dict, and anything else (a string, say) does not fit.
+    expected = _container_origin(cls)
+    args = typing.get_args(cls)
+    if expected is list:
+        item = converter.get_structure_hook(args[0] if args else Any)
+        item_type = args[0] if args else Any
+
+        def structure_list(value: Any, _: Any) -> Any:
+            if type(value) is not list:
+                raise TypeError(f"expected a list, got {type(value).__name__}")
+            return [item(v, item_type) for v in value]
+
+        return structure_list
+    value_type = args[1] if len(args) == 2 else Any
+    item = converter.get_structure_hook(value_type)
+
+    def structure_dict(value: Any, _: Any) -> Any:
+        if type(value) is not dict:
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        return {k: item(v, value_type) for k, v in value.items()}
+
+    return structure_dict
+
+
+converter.register_structure_hook_factory(lambda cls: _container_origin(cls) is not None, _strict_container)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _none(value: Any) -> None:
+    if value is not None:
+        raise TypeError(f"expected null, got {type(value).__name__}")
+
+
+_PLAIN = (int, str, bool, float)
+
+
+def structure_for(tp: Any) -> Structure:
+    """A function that reads a JSON value as `tp` (raising when it does not fit)."""
+    if tp is Any or tp is object:
+        return _identity
+    if tp is None or tp is type(None):
+        return _none
+    hook = converter.get_structure_hook(tp)
+    return lambda value: hook(value, tp)
+
+
+def unstructure_for(tp: Any) -> Unstructure:
+    """A function that turns a value of `tp` into a JSON value."""
+    if tp in _PLAIN or tp is None or tp is type(None):
+        return _identity
+    if tp is Any or tp is object:
+        return converter.unstructure
+    return converter.get_unstructure_hook(tp)
+
+
+def _type_name(tp: Any) -> str:
+    return "None" if tp is None else getattr(tp, "__name__", None) or repr(tp)
+
+
+@attrs.frozen(eq=False, repr=False)
+class Method(Generic[Req, Resp, Err]):
+    """A method of the protocol: a name and its request, response and error types.
+
+    The Python counterpart of session-rs's `Method` trait (`NAME`, `Request`, `Response`,
+    `Error`)::
+
+        add = Method("add", request=AddArgs, response=int, error=str)
+
+    A type checker infers `Method[AddArgs, int, str]`, and from it the type that
+    `session.request(add, ...)` returns. The same object serves notifications: their `data`
+    has the request type. Names starting with `$/` are reserved for the protocol.
+    """
+
+    name: str
+    "The `method` field on the wire."
+    request: Any
+    "The type of a request's (or notification's) `data`."
+    response: Any
+    "The type of a response's `result`."
+    error: Any
+    "The type of an error response's `error`."
+    structure_request: Structure = attrs.field(init=False)
+    structure_response: Structure = attrs.field(init=False)
+    structure_error: Structure = attrs.field(init=False)
+    unstructure_request: Unstructure = attrs.field(init=False)
+    unstructure_response: Unstructure = attrs.field(init=False)
+    unstructure_error: Unstructure = attrs.field(init=False)
+
+    if typing.TYPE_CHECKING:
+        # One overload per place where `None` stands for "no value": a type checker cannot
+        # read `None` as `type[None]` on its own.
+        @overload
+        def __init__(
+            self: Method[T, Resp, Err],
+            name: str,
+            request: type[T],
+            response: type[Resp],
+            error: type[Err],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: Method[T, None, Err],
+            name: str,
+            request: type[T],
+            response: None,
+            error: type[Err],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: Method[T, Resp, None],
+            name: str,
+            request: type[T],
+            response: type[Resp],
+            error: None,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: Method[T, None, None],
+            name: str,
+            request: type[T],
+            response: None,
+            error: None,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: Method[None, Resp, Err],
+            name: str,
+            request: None,
+            response: type[Resp],
+            error: type[Err],
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: Method[None, None, None],
+            name: str,
+            request: None,
+            response: None,
+            error: None,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: Method[Any, Any, Any], name: str, request: Any, response: Any, error: Any
+        ) -> None: ...
+        def __init__(self, name: str, request: Any, response: Any, error: Any) -> None: ...
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise LocalProtocolError(f"a method name is a string, not {self.name!r}")
+        setter = object.__setattr__
+        setter(self, "structure_request", structure_for(self.request))
+        setter(self, "structure_response", structure_for(self.response))
+        setter(self, "structure_error", structure_for(self.error))
+        setter(self, "unstructure_request", unstructure_for(self.request))
+        setter(self, "unstructure_response", unstructure_for(self.response))
+        setter(self, "unstructure_error", unstructure_for(self.error))
+
+    def __repr__(self) -> str:
+        types = ", ".join(_type_name(t) for t in (self.request, self.response, self.error))
+        return f"Method({self.name!r}, {types})"
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, payload-free account of why a value did not fit its type."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -1,0 +1,1 @@
+"""session_trio: placeholder until its issue lands."""

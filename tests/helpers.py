@@ -1,0 +1,108 @@
+"""Test helpers: a client and a server `Connection` wired together in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from session_core import (
+    Config,
+    Connection,
+    ConnectionClosed,
+    Event,
+    Method,
+    UpgradeRequested,
+)
+
+Chunker = Callable[[bytes], Iterable[bytes]]
+
+
+def whole(data: bytes) -> Iterable[bytes]:
+    """Deliver bytes as one piece."""
+    return [data] if data else []
+
+
+def byte_by_byte(data: bytes) -> Iterable[bytes]:
+    """Deliver bytes one at a time."""
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+class SessionPair:
+    """A client and a server connection exchanging bytes in memory, in virtual time.
+
+    `pump()` moves bytes both ways until both are quiet and collects each side's events
+    into `client_events` and `server_events` (which tests read and clear as they like).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config | None = None,
+        client_config: Config | None = None,
+        server_config: Config | None = None,
+        methods: Iterable[Method[Any, Any, Any]] | None = None,
+        client_methods: Iterable[Method[Any, Any, Any]] | None = None,
+        chunker: Chunker = whole,
+        accept: bool = True,
+        now: float = 0.0,
+    ) -> None:
+        self.now = now
+        self.chunker = chunker
+        self.client = Connection.client(
+            "example.test:80", "/", now=now, config=client_config or config, methods=client_methods
+        )
+        self.server = Connection.server(now=now, config=server_config or config, methods=methods)
+        self.client_events: list[Event] = []
+        self.server_events: list[Event] = []
+        self.eof_given: set[Connection] = set()
+        if accept:
+            self.pump()
+            upgrade = self.server_events.pop(0)
+            assert isinstance(upgrade, UpgradeRequested)
+            self.server.accept(now=self.now)
+            self.pump()
+            self.client_events.clear()
+
+    def pump(self) -> None:
+        """Move bytes until neither side has anything to send."""
+        while True:
+            moved = self._move(self.client, self.server, self.server_events)
+            moved |= self._move(self.server, self.client, self.client_events)
+            self.client_events += self.client.events()
+            self.server_events += self.server.events()
+            if not moved:
+                return
+
+    def _move(self, src: Connection, dst: Connection, dst_events: list[Event]) -> bool:
+        data = src.data_to_send()
+        for piece in self.chunker(data):
+            dst.receive_data(piece, self.now)
+            dst_events += dst.events()
+        if src.should_close_transport and dst not in self.eof_given:
+            self.eof_given.add(dst)
+            dst.receive_eof()
+            dst_events += dst.events()
+            return True
+        return bool(data)
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time on, firing both sides' timers in deadline order."""
+        end = self.now + seconds
+        while True:
+            timers = [
+                t for t in (self.client.get_timer(), self.server.get_timer()) if t is not None and t <= end
+            ]
+            if not timers:
+                break
+            self.now = max(self.now, min(timers))
+            for conn in (self.client, self.server):
+                timer = conn.get_timer()
+                if timer is not None and timer <= self.now:
+                    conn.handle_timer(self.now)
+            self.pump()
+        self.now = end
+
+    def closed(self, events: list[Event]) -> ConnectionClosed | None:
+        found = [e for e in events if isinstance(e, ConnectionClosed)]
+        assert len(found) <= 1
+        return found[0] if found else None
