@@ -366,7 +366,7 @@ class Connection:
         state = self._state
         if state is State.CLOSED:
             return
-        if state is State.HANDSHAKING:
+        if state is State.HANDSHAKING and self.role is Role.CLIENT:
             # A rejection body may end with the stream.
             self._reader = None
             self._read(self._ws.receive(None))
@@ -644,6 +644,9 @@ class Connection:
             timeout = self.config.close_timeout
             self._close_deadline = None if timeout is None else now + timeout
             self._abort_pending()
+            # No data frame may follow our close frame (RFC 6455 5.5.1): the peer's
+            # requests can no longer be answered, and their answers are dropped.
+            self._incoming.clear()
         elif state is not State.CLOSING and state is not State.CLOSED:
             self._end(Input.LOST, code, reason)
 
@@ -839,8 +842,12 @@ class Connection:
     def _handle_answer(self, kind: Kind, request_id: int, payload: Any) -> None:
         method = self._pending.pop(request_id, None)
         if method is None:
-            reason = self._given_up.pop(request_id) or "unknown id"
-            self._events.append(UnexpectedResponseReceived(request_id=request_id, reason=reason))
+            reason = self._given_up.pop(request_id)
+            if reason is not None and kind is Kind.ERROR_RESPONSE and _is_cancelled_answer(payload):
+                return  # the peer confirms the `$/cancel` we sent: expected, nothing to report
+            self._events.append(
+                UnexpectedResponseReceived(request_id=request_id, reason=reason or "unknown id")
+            )
             return
         self._deadlines.discard(request_id)
         typed = isinstance(method, Method)
@@ -1005,6 +1012,10 @@ def _is_protocol_error(value: Any) -> bool:
         and value["code"] in PROTOCOL_ERROR_CODES
         and type(value.get("message")) is str
     )
+
+
+def _is_cancelled_answer(value: Any) -> bool:
+    return _is_protocol_error(value) and value["code"] == ErrorCode.REQUEST_CANCELLED
 
 
 def _bytes(value: bytes | str) -> bytes:

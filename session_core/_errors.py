@@ -37,8 +37,10 @@ class ErrorCode(enum.IntEnum):
     REQUEST_CANCELLED = -32800
 
 
-#: The range of codes that marks an error value as a protocol error object.
-PROTOCOL_ERROR_CODES = range(-32768, -32000 + 1)
+#: The codes that mark an error value as a protocol error object: JSON-RPC's reserved range
+#: (`PROTOCOL.md`), and -32800, which `PROTOCOL.md` defines for cancellation although it
+#: lies outside that range (it comes from the Language Server Protocol).
+PROTOCOL_ERROR_CODES = frozenset(range(-32768, -32000 + 1)) | {ErrorCode.REQUEST_CANCELLED}
 
 
 class SessionError(Exception):

@@ -13,7 +13,6 @@ import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
-import attrs
 import cattrs
 
 from ._errors import LocalProtocolError
@@ -125,7 +124,6 @@ def _type_name(tp: Any) -> str:
     return "None" if tp is None else getattr(tp, "__name__", None) or repr(tp)
 
 
-@attrs.frozen(eq=False, repr=False)
 class Method(Generic[Req, Resp, Err]):
     """A method of the protocol: a name and its request, response and error types.
 
@@ -135,92 +133,75 @@ class Method(Generic[Req, Resp, Err]):
         add = Method("add", request=AddArgs, response=int, error=str)
 
     A type checker infers `Method[AddArgs, int, str]`, and from it the type that
-    `session.request(add, ...)` returns. The same object serves notifications: their `data`
-    has the request type. Names starting with `$/` are reserved for the protocol.
+    `session.request(add, ...)` returns. `None` stands for "no value" (`null` on the wire),
+    `Any` for any JSON value. The same object serves notifications: their `data` has the
+    request type. Names starting with `$/` are reserved for the protocol.
     """
 
-    name: str
-    "The `method` field on the wire."
-    request: Any
-    "The type of a request's (or notification's) `data`."
-    response: Any
-    "The type of a response's `result`."
-    error: Any
-    "The type of an error response's `error`."
-    structure_request: Structure = attrs.field(init=False)
-    structure_response: Structure = attrs.field(init=False)
-    structure_error: Structure = attrs.field(init=False)
-    unstructure_request: Unstructure = attrs.field(init=False)
-    unstructure_response: Unstructure = attrs.field(init=False)
-    unstructure_error: Unstructure = attrs.field(init=False)
+    __slots__ = (
+        "error",
+        "name",
+        "request",
+        "response",
+        "structure_error",
+        "structure_request",
+        "structure_response",
+        "unstructure_error",
+        "unstructure_request",
+        "unstructure_response",
+    )
 
-    if typing.TYPE_CHECKING:
-        # One overload per place where `None` stands for "no value": a type checker cannot
-        # read `None` as `type[None]` on its own.
-        @overload
-        def __init__(
-            self: Method[T, Resp, Err],
-            name: str,
-            request: type[T],
-            response: type[Resp],
-            error: type[Err],
-        ) -> None: ...
-        @overload
-        def __init__(
-            self: Method[T, None, Err],
-            name: str,
-            request: type[T],
-            response: None,
-            error: type[Err],
-        ) -> None: ...
-        @overload
-        def __init__(
-            self: Method[T, Resp, None],
-            name: str,
-            request: type[T],
-            response: type[Resp],
-            error: None,
-        ) -> None: ...
-        @overload
-        def __init__(
-            self: Method[T, None, None],
-            name: str,
-            request: type[T],
-            response: None,
-            error: None,
-        ) -> None: ...
-        @overload
-        def __init__(
-            self: Method[None, Resp, Err],
-            name: str,
-            request: None,
-            response: type[Resp],
-            error: type[Err],
-        ) -> None: ...
-        @overload
-        def __init__(
-            self: Method[None, None, None],
-            name: str,
-            request: None,
-            response: None,
-            error: None,
-        ) -> None: ...
-        @overload
-        def __init__(
-            self: Method[Any, Any, Any], name: str, request: Any, response: Any, error: Any
-        ) -> None: ...
-        def __init__(self, name: str, request: Any, response: Any, error: Any) -> None: ...
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.name, str):
-            raise LocalProtocolError(f"a method name is a string, not {self.name!r}")
-        setter = object.__setattr__
-        setter(self, "structure_request", structure_for(self.request))
-        setter(self, "structure_response", structure_for(self.response))
-        setter(self, "structure_error", structure_for(self.error))
-        setter(self, "unstructure_request", unstructure_for(self.request))
-        setter(self, "unstructure_response", unstructure_for(self.response))
-        setter(self, "unstructure_error", unstructure_for(self.error))
+    # One overload per place where `None` stands for "no value": a type checker does not
+    # read the value `None` as the type `None` on its own.
+    @overload
+    def __init__(
+        self: Method[T, Resp, Err], name: str, *, request: type[T], response: type[Resp], error: type[Err]
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Method[T, None, Err], name: str, *, request: type[T], response: None, error: type[Err]
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Method[T, Resp, None], name: str, *, request: type[T], response: type[Resp], error: None
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Method[T, None, None], name: str, *, request: type[T], response: None, error: None
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Method[None, Resp, Err], name: str, *, request: None, response: type[Resp], error: type[Err]
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Method[None, Resp, None], name: str, *, request: None, response: type[Resp], error: None
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Method[None, None, None], name: str, *, request: None, response: None, error: None
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Method[Any, Any, Any], name: str, *, request: Any, response: Any, error: Any
+    ) -> None: ...
+    def __init__(self, name: str, *, request: Any, response: Any, error: Any) -> None:
+        if not isinstance(name, str):
+            raise LocalProtocolError(f"a method name is a string, not {name!r}")
+        self.name = name
+        "The `method` field on the wire."
+        self.request = request
+        "The type of a request's (or notification's) `data`."
+        self.response = response
+        "The type of a response's `result`."
+        self.error = error
+        "The type of an error response's `error`."
+        self.structure_request: Structure = structure_for(request)
+        self.structure_response: Structure = structure_for(response)
+        self.structure_error: Structure = structure_for(error)
+        self.unstructure_request: Unstructure = unstructure_for(request)
+        self.unstructure_response: Unstructure = unstructure_for(response)
+        self.unstructure_error: Unstructure = unstructure_for(error)
 
     def __repr__(self) -> str:
         types = ", ".join(_type_name(t) for t in (self.request, self.response, self.error))

@@ -128,7 +128,8 @@ class WebSocket:
             self._request_bytes += data
         try:
             self._ws.receive_data(data)
-            events = list(self._ws.events())
+            # Only the handshake's events: frames that came with the 101 are read below.
+            events = list(self._ws.handshake.events())
         except _WsRemoteError as exc:
             if not self._client:
                 self._pending_response = self._answer_bad_request(exc.event_hint)
@@ -149,7 +150,9 @@ class WebSocket:
     def _answer_bad_request(self, hint: Any) -> bytes:
         if self._is_plain_get():
             head = RejectConnection(
-                status_code=200, headers=[(b"content-type", b"text/plain")], has_body=True
+                status_code=200,
+                headers=[(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(PLAIN_GET_BODY))],
+                has_body=True,
             )
             body = PLAIN_GET_BODY
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -106,3 +108,101 @@ class SessionPair:
         found = [e for e in events if isinstance(e, ConnectionClosed)]
         assert len(found) <= 1
         return found[0] if found else None
+
+
+# --- raw frames, for peers that this project did not write -------------------------------
+
+TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+
+
+def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bytes | None = None) -> bytes:
+    """One RFC 6455 frame; masked when `mask` (4 bytes) is given, as a client sends."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    length = len(payload)
+    mask_bit = 0x80 if mask is not None else 0
+    if length < 126:
+        head += bytes([mask_bit | length])
+    elif length < 1 << 16:
+        head += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
+    else:
+        head += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
+    if mask is None:
+        return head + payload
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
+    """A masked frame, as a client must send it."""
+    return frame(opcode, payload, fin=fin, mask=b"\x11\x22\x33\x44")
+
+
+def parse_frames(data: bytes) -> list[tuple[int, bool, bytes]]:
+    """Split bytes into `(opcode, fin, unmasked payload)` frames; all must be complete."""
+    frames = []
+    i = 0
+    while i < len(data):
+        fin, opcode = bool(data[i] & 0x80), data[i] & 0x0F
+        masked, length = bool(data[i + 1] & 0x80), data[i + 1] & 0x7F
+        i += 2
+        if length == 126:
+            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
+        elif length == 127:
+            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        key = data[i : i + 4] if masked else b""
+        i += 4 if masked else 0
+        payload = data[i : i + length]
+        if masked:
+            payload = bytes(b ^ key[j % 4] for j, b in enumerate(payload))
+        frames.append((opcode, fin, payload))
+        i += length
+    assert i == len(data), "incomplete frame"
+    return frames
+
+
+#: The upgrade request session-rs's client sends (from PROTOCOL.md's capture).
+SESSION_RS_UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9101\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: vd2wAgQkrd3IegFCB5L43Q==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+#: The 101 that session-rs's server answers it with.
+SESSION_RS_ACCEPT = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: Oru0+maGfqLIC22es8Lg7asg6T8=\r\n\r\n"
+)
+
+
+def open_server(
+    config: Config | None = None, methods: Iterable[Method[Any, Any, Any]] | None = None
+) -> Connection:
+    """A server connection that accepted session-rs's captured upgrade request."""
+    server = Connection.server(now=0.0, config=config, methods=methods)
+    server.receive_data(SESSION_RS_UPGRADE, 0.0)
+    assert isinstance(server.next_event(), UpgradeRequested)
+    server.accept(now=0.0)
+    server.data_to_send()
+    return server
+
+
+def open_client(
+    config: Config | None = None, methods: Iterable[Method[Any, Any, Any]] | None = None
+) -> Connection:
+    """A client connection whose upgrade a raw peer accepted; returns with no events left."""
+    client = Connection.client("127.0.0.1:9101", "/", now=0.0, config=config, methods=methods)
+    request = client.data_to_send()
+    key = [
+        line.split(b": ")[1]
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key")
+    ]
+    client.receive_data(accept_for(key[0]), 0.0)
+    client.events()
+    return client
+
+
+def accept_for(key: bytes) -> bytes:
+    """A minimal 101 answering a client's `Sec-WebSocket-Key`."""
+    token = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + token + b"\r\n\r\n"
+    )

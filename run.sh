@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One entry point for people and CI. Sets up .venv on first use (or when pyproject.toml
+# changes), then:
+#   bash run.sh demo     a real client and server exchanging messages over a socket
+#   bash run.sh test     the whole test suite (extra arguments go to pytest)
+#   bash run.sh check    mypy --strict, ruff check, ruff format --check
+#   bash run.sh bench    the core benchmark
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
+    echo "setting up $VENV ..." >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+    touch "$VENV/.installed"
+fi
+PY="$VENV/bin/python"
+case "${1:-}" in
+    demo) shift; exec "$PY" examples/demo.py "$@" ;;
+    test) shift; exec "$PY" -bb -m pytest -q "$@" ;;
+    check)
+        "$VENV/bin/mypy"
+        "$VENV/bin/ruff" check .
+        "$VENV/bin/ruff" format --check .
+        ;;
+    bench) shift; exec "$PY" -m benchmarks.core_bench "$@" ;;
+    *) echo "usage: bash run.sh demo|test|check|bench" >&2; exit 2 ;;
+esac

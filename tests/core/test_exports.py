@@ -1,0 +1,36 @@
+"""The public names are pinned: changing them is a decision, not an accident."""
+
+from __future__ import annotations
+
+import session_core
+
+CONTRACT = {"Method", "MethodError", "RemoteError", "SessionClosed"}  # DESIGN.md
+
+
+def test_contract_names_are_exported() -> None:
+    assert set(session_core.__all__) >= CONTRACT
+
+
+def test_every_export_exists_and_is_documented() -> None:
+    for name in session_core.__all__:
+        obj = getattr(session_core, name)
+        if isinstance(obj, type) or callable(obj):
+            assert obj.__doc__, name
+
+
+def test_exports_are_pinned() -> None:
+    assert sorted(session_core.__all__) == sorted(
+        [
+            "Accept", "CANCEL_METHOD", "CancelRequested", "Config", "Connection", "ConnectionClosed",
+            "EncodingError", "ErrorCode", "ErrorResponseReceived", "Event", "HandshakeAccepted",
+            "HandshakeError", "HandshakeRejected", "InternalError", "InvalidMessageReceived",
+            "InvalidRequestData", "InvalidResponse", "InvalidResponseReceived", "LocalProtocolError",
+            "Method", "MethodError", "MethodNotFound", "NotificationReceived", "OUTCOMES",
+            "PongReceived", "Reject", "RemoteError", "RemoteProtocolError", "RequestAborted",
+            "RequestCancelled", "RequestReceived", "RequestRejected", "RequestTimedOut",
+            "ResponseReceived", "Role", "SessionClosed", "SessionError", "State",
+            "TooManyPendingRequests", "UnexpectedResponseReceived", "UpgradeRejected",
+            "UpgradeRequested", "WebSocketURL", "converter", "parse_url", "remote_protocol_error",
+            "result_of",
+        ]
+    )  # fmt: skip
