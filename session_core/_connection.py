@@ -907,8 +907,7 @@ class Connection:
     def _handle_close(self, code: int, reason: str) -> None:
         if self._state is State.OPEN:
             # RFC 6455 5.5.1: answer a close frame with one of ours, echoing its code.
-            if self._ws.can_send_close:
-                self._write_close(code, reason)
+            self._write_close(code, reason)
             self._end(Input.CLOSE_RECEIVED, code, reason)
         elif self._state is State.CLOSING:
             self._end(Input.CLOSE_RECEIVED, self.close_code or code, self.close_reason)

@@ -9,6 +9,7 @@ lenient by default (it would turn `"5"` into `5` and `"abc"` into `["a", "b", "c
 from __future__ import annotations
 
 import collections.abc
+import types
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
@@ -52,7 +53,7 @@ converter.register_structure_hook(float, _float)
 
 
 def _container_origin(cls: Any) -> type | None:
-    origin = typing.get_origin(cls)
+    origin = cls if cls in (list, dict) else typing.get_origin(cls)
     if origin in (list, collections.abc.Sequence, collections.abc.MutableSequence):
         return list
     if origin in (dict, collections.abc.Mapping, collections.abc.MutableMapping):
@@ -89,6 +90,34 @@ def _strict_container(cls: Any) -> Callable[[Any, Any], Any]:
 converter.register_structure_hook_factory(lambda cls: _container_origin(cls) is not None, _strict_container)
 
 
+def _is_union(cls: Any) -> bool:
+    return typing.get_origin(cls) in (typing.Union, types.UnionType)
+
+
+def _union(cls: Any) -> Callable[[Any, Any], Any]:
+    # cattrs handles only some unions (optionals, attrs classes told apart by their fields);
+    # JSON needs them all: `None` goes to `None`, anything else to the first member that
+    # takes it, in the order written.
+    members = [m for m in typing.get_args(cls) if m is not type(None)]
+    nullable = len(members) < len(typing.get_args(cls))
+    hooks = [(converter.get_structure_hook(m), m) for m in members]
+
+    def structure_union(value: Any, _: Any) -> Any:
+        if value is None and nullable:
+            return None
+        for hook, member in hooks:
+            try:
+                return hook(value, member)
+            except Exception:  # the next member may take it
+                continue
+        raise TypeError(f"no member of {cls} takes a {type(value).__name__}")
+
+    return structure_union
+
+
+converter.register_structure_hook_factory(_is_union, _union)
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -107,21 +136,32 @@ def structure_for(tp: Any) -> Structure:
         return _identity
     if tp is None or tp is type(None):
         return _none
-    hook = converter.get_structure_hook(tp)
+    try:
+        hook = converter.get_structure_hook(tp)
+    except cattrs.errors.StructureHandlerNotFoundError:
+        raise LocalProtocolError(f"unsupported type for a method: {tp!r}") from None
     return lambda value: hook(value, tp)
 
 
 def unstructure_for(tp: Any) -> Unstructure:
-    """A function that turns a value of `tp` into a JSON value."""
+    """A function that turns a value of `tp` into a JSON value.
+
+    A JSON primitive is checked on the way out too, so that a handler returning the wrong
+    type is caught on its own side (-32603) instead of confusing the peer.
+    """
     if tp in _PLAIN or tp is None or tp is type(None):
-        return _identity
+        return structure_for(tp)
     if tp is Any or tp is object:
         return converter.unstructure
     return converter.get_unstructure_hook(tp)
 
 
 def _type_name(tp: Any) -> str:
-    return "None" if tp is None else getattr(tp, "__name__", None) or repr(tp)
+    if tp is None:
+        return "None"
+    if isinstance(tp, type) and typing.get_origin(tp) is None:
+        return tp.__name__
+    return repr(tp).replace("typing.", "")
 
 
 class Method(Generic[Req, Resp, Err]):
