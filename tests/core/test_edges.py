@@ -79,7 +79,7 @@ def test_typed_send_with_a_value_of_the_wrong_type() -> None:
     method = Method("m", request=list[int], response=None, error=None)
     client = open_client()
     with pytest.raises(EncodingError):
-        client.send_request(method, 5)  # type: ignore[arg-type]
+        client.send_request(method, 5)  # type: ignore[misc]
     assert client.pending_requests == 0
 
 
