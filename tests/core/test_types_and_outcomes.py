@@ -49,7 +49,7 @@ class Point:
         (Sequence[str], [["a"]], ["abc"]),
         (dict[str, int], [{}, {"a": 1}], [[("a", 1)], {"a": "1"}]),
         (Mapping[str, Any], [{"a": [None]}], [["a"]]),
-        (list, [[1, "x"]], ["x"]),  # type: ignore[list-item]
+        (list, [[1, "x"]], ["x"]),
         (Optional[int], [None, 3], ["3"]),  # noqa: UP045
         (int | str, [1, "a"], [None, 1.5]),
         (
