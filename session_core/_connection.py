@@ -161,6 +161,7 @@ class Connection:
         now: float,
         config: Config | None = None,
         methods: Iterable[Method[Any, Any, Any]] | None = None,
+        wait_for_start: bool = False,
     ) -> None:
         self.role = role
         self.config = config = config or Config()
@@ -182,6 +183,8 @@ class Connection:
         # Input held back while reading is paused or the upgrade awaits a decision.
         self._reader: Iterator[tuple[Any, ...]] | None = None
         self._held = bytearray()
+        # With `wait_for_start`, messages wait after the handshake until `start()`.
+        self._holding = wait_for_start
         # A message arriving in fragments.
         self._parts: list[str] = []
         self._size = 0
@@ -223,6 +226,7 @@ class Connection:
         subprotocols: Iterable[str] = (),
         config: Config | None = None,
         methods: Iterable[Method[Any, Any, Any]] | None = None,
+        wait_for_start: bool = False,
     ) -> Connection:
         """A client that starts its handshake at once (the request is in `data_to_send()`).
 
@@ -232,7 +236,7 @@ class Connection:
             headers: extra headers for the upgrade request (an `Origin`, credentials).
             subprotocols: subprotocols to offer, in order of preference.
         """
-        conn = cls(Role.CLIENT, now=now, config=config, methods=methods)
+        conn = cls(Role.CLIENT, now=now, config=config, methods=methods, wait_for_start=wait_for_start)
         extra = tuple((_bytes(k), _bytes(v)) for k, v in headers)
         conn.path, conn.host, conn.request_headers = target, host, extra
         conn._out.append(conn._ws.start_client(host, target, extra, tuple(subprotocols)))
@@ -245,9 +249,10 @@ class Connection:
         now: float,
         config: Config | None = None,
         methods: Iterable[Method[Any, Any, Any]] | None = None,
+        wait_for_start: bool = False,
     ) -> Connection:
         """A server end, waiting for the client's upgrade request."""
-        return cls(Role.SERVER, now=now, config=config, methods=methods)
+        return cls(Role.SERVER, now=now, config=config, methods=methods, wait_for_start=wait_for_start)
 
     # -- state -----------------------------------------------------------------------
 
@@ -289,6 +294,19 @@ class Connection:
     def requests_in_flight(self) -> int:
         """How many of the peer's requests wait for our answers."""
         return len(self._incoming)
+
+    def start(self) -> None:
+        """Begin delivering the peer's messages, when built with `wait_for_start=True`.
+
+        A driver that registers methods after the handshake (an `on_session` callback, the
+        body of `async with connect(...)`) builds its connection with `wait_for_start`, so
+        that a message arriving right after the handshake (even in the same read) waits
+        for its handler instead of being answered -32601. Until `start()`, input is held.
+
+        After calling this method: take the events, write `data_to_send()`.
+        """
+        self._holding = False
+        self._resume()
 
     def add_method(self, method: Method[Any, Any, Any], *, requests: bool = True) -> None:
         """Serve `method`: its requests (with `requests=True`) and its notifications
@@ -352,7 +370,7 @@ class Connection:
         """
         if self._state is State.CLOSED or not data:
             return
-        if self._reader is not None or self._state is State.UPGRADE_REQUESTED:
+        if self._reader is not None or self._state is State.UPGRADE_REQUESTED or self._waiting_for_start:
             self._held += data
             return
         self._now = now
@@ -648,7 +666,7 @@ class Connection:
             # requests can no longer be answered, and their answers are dropped.
             self._incoming.clear()
         elif state is not State.CLOSING and state is not State.CLOSED:
-            self._end(Input.LOST, code, reason)
+            self._end(Input.LOST, ABNORMAL_CLOSURE, "closed before the handshake completed")
 
     # -- reading ---------------------------------------------------------------------
 
@@ -663,7 +681,7 @@ class Connection:
                     self._reader = None
                     self._held.clear()
                     return
-                if len(self._incoming) >= limit:
+                if len(self._incoming) >= limit or self._waiting_for_start:
                     self._reader = reader
                     return
             self._reader = None
@@ -673,7 +691,13 @@ class Connection:
             self._held.clear()
             reader = self._ws.receive(data)
 
+    @property
+    def _waiting_for_start(self) -> bool:
+        return self._holding and self._state is State.OPEN
+
     def _resume(self) -> None:
+        if self._waiting_for_start:
+            return
         if self._reader is not None:
             if len(self._incoming) < self.config.max_incoming_requests:
                 self._read(self._reader)
@@ -705,6 +729,7 @@ class Connection:
         if tag == _ws.UPGRADE:
             _, self.path, self.request_headers, self.host, subprotocols = event
             self._set_state(Input.UPGRADE_RECEIVED)
+            self._held += self._ws.leftover
             self._events.append(
                 UpgradeRequested(
                     path=self.path, headers=self.request_headers, host=self.host, subprotocols=subprotocols
@@ -893,6 +918,11 @@ class Connection:
 
     def _handle_keepalive(self, now: float) -> None:
         if self._pong_deadline is not None and now >= self._pong_deadline:
+            if self._reader is not None:
+                # Reading is paused (busy handlers): the pong may well be waiting unread.
+                # A slow application is not a dead peer; wait for reading to resume.
+                self._pong_deadline = now + (self.config.keepalive_timeout or 0.0)
+                return
             self._fail(INTERNAL_ERROR, "keepalive ping timeout")
         elif self._next_keepalive is not None and now >= self._next_keepalive:
             self._write_ping(None)

@@ -169,6 +169,11 @@ class UnexpectedResponseReceived(Event):
     request_id: int
     reason: str
 
+    @property
+    def late(self) -> bool:
+        """True for an answer to a request we gave up on (timed out or cancelled)."""
+        return self.reason != "unknown id"
+
 
 @attrs.frozen(kw_only=True)
 class InvalidMessageReceived(Event):

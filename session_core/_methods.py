@@ -19,8 +19,9 @@ import cattrs
 from ._errors import LocalProtocolError
 
 Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Err = TypeVar("Err")
+# Covariant: a `Method[X, int, str]` is usable where the response may be any `object`.
+Resp = TypeVar("Resp", covariant=True)  # noqa: PLC0105 - named as in the docs
+Err = TypeVar("Err", covariant=True)  # noqa: PLC0105
 T = TypeVar("T")
 
 #: Reads a JSON value as a type; raises on a value that does not fit.

@@ -55,7 +55,7 @@ _MAX_KEPT_REQUEST = 16 * 1024
 class WebSocket:
     """A WebSocket endpoint: handshake first, then frames."""
 
-    __slots__ = ("_client", "_frames", "_pending_response", "_request_bytes", "_ws")
+    __slots__ = ("_client", "_frames", "_pending_response", "_request_bytes", "_ws", "leftover")
 
     def __init__(self, *, client: bool) -> None:
         self._client = client
@@ -63,6 +63,8 @@ class WebSocket:
         self._frames: _WsFrames | None = None
         self._request_bytes = b""
         self._pending_response = b""
+        self.leftover = b""
+        "Server: bytes that followed the upgrade request, for the session once accepted."
 
     # -- handshake -------------------------------------------------------------------
 
@@ -124,8 +126,17 @@ class WebSocket:
                     yield CLOSE, int(event.code), event.reason or ""
 
     def _receive_handshake(self, data: bytes | None) -> Iterator[tuple[Any, ...]]:
-        if not self._client and data and len(self._request_bytes) < _MAX_KEPT_REQUEST:
+        if not self._client and data is not None:
+            # Give h11 the request's head and nothing after it: wsproto would drop what
+            # follows (frames a client pipelined behind its upgrade), so keep it aside.
             self._request_bytes += data
+            end = self._request_bytes.find(b"\r\n\r\n")
+            if end < 0 and len(self._request_bytes) <= _MAX_KEPT_REQUEST:
+                return
+            if end >= 0:
+                data, self.leftover = self._request_bytes[: end + 4], self._request_bytes[end + 4 :]
+            else:
+                data = self._request_bytes  # too big: let h11 refuse it
         try:
             self._ws.receive_data(data)
             # Only the handshake's events: frames that came with the 101 are read below.
@@ -138,7 +149,6 @@ class WebSocket:
         self._frames = self._ws.connection if self._client else None
         for event in events:
             if isinstance(event, Request):
-                self._request_bytes = b""
                 yield UPGRADE, event.target, tuple(event.extra_headers), event.host, tuple(event.subprotocols)
             elif isinstance(event, AcceptConnection):
                 yield ACCEPTED, event.subprotocol, tuple(event.extra_headers)

@@ -30,6 +30,7 @@ from tests.helpers import (
     SESSION_RS_UPGRADE,
     TEXT,
     SessionPair,
+    accept_for,
     client_frame,
     frame,
     open_client,
@@ -86,7 +87,7 @@ def test_typed_send_with_a_value_of_the_wrong_type() -> None:
 def test_closing_before_the_handshake_just_ends() -> None:
     client = Connection.client("h:1", "/", now=0.0)
     client.close(now=0.0)
-    assert client.events() == [ConnectionClosed(code=1000, reason="")]
+    assert client.events() == [ConnectionClosed(code=1006, reason="closed before the handshake completed")]
     assert client.should_close_transport
 
 
@@ -210,3 +211,54 @@ def test_handshake_events_on_the_client_pair() -> None:
     pair.pump()
     events += pair.client_events
     assert isinstance(events[0], HandshakeAccepted)
+
+
+def test_wait_for_start_holds_messages_that_came_with_the_handshake() -> None:
+    # A client pipelines a request behind its upgrade; its handler is registered only
+    # after the handshake, as an adapter's on_session does.
+    server = Connection.server(now=0.0, methods=[], wait_for_start=True)
+    request = client_frame(TEXT, b'{"type":"request","id":1,"method":"p","data":2}')
+    server.receive_data(SESSION_RS_UPGRADE + request, 0.0)
+    server.events()
+    server.accept(now=0.0)
+    assert server.events() == []
+    server.receive_data(client_frame(TEXT, b'{"type":"notification","method":"p","data":3}'), 0.0)
+    assert server.events() == []
+    server.add_method(point_method)
+    server.start()
+    assert server.events() == [
+        RequestReceived(request_id=1, method="p", data=2),
+        NotificationReceived(method="p", data=3),
+    ]
+
+
+def test_wait_for_start_on_a_client_holds_frames_that_came_with_the_101() -> None:
+    client = Connection.client("h:1", "/", now=0.0, methods=[], wait_for_start=True)
+    key = next(
+        line.split(b": ")[1]
+        for line in client.data_to_send().split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key")
+    )
+    welcome = frame(TEXT, b'{"type":"notification","method":"p","data":1}')
+    client.receive_data(accept_for(key) + welcome, 0.0)
+    assert [type(e) for e in client.events()] == [HandshakeAccepted]
+    client.add_method(point_method, requests=False)
+    client.start()
+    assert client.events() == [NotificationReceived(method="p", data=1)]
+
+
+def test_keepalive_waits_while_reading_is_paused() -> None:
+    server = open_server(Config(max_incoming_requests=1, keepalive_interval=5.0, keepalive_timeout=2.0))
+    server.receive_data(
+        client_frame(TEXT, b'{"type":"request","id":1,"method":"m","data":null}')
+        + client_frame(TEXT, b'{"type":"request","id":2,"method":"m","data":null}'),
+        0.0,
+    )
+    assert server.reading_paused
+    server.handle_timer(5.0)  # ping
+    server.handle_timer(7.0)  # no pong could be read: not a dead peer
+    assert server.state is State.OPEN
+    server.send_response(1, None)
+    server.receive_data(client_frame(0xA, b""), 8.0)
+    server.handle_timer(9.0)
+    assert server.state is State.OPEN

@@ -22,7 +22,7 @@ def test_exports_are_pinned() -> None:
     assert sorted(session_core.__all__) == sorted(
         [
             "Accept", "CANCEL_METHOD", "CancelRequested", "Config", "Connection", "ConnectionClosed",
-            "EncodingError", "ErrorCode", "ErrorResponseReceived", "Event", "HandshakeAccepted",
+            "EncodingError", "ErrorCode", "ErrorResponseReceived", "Event", "HandshakeAccepted", "Headers",
             "HandshakeError", "HandshakeRejected", "InternalError", "InvalidMessageReceived",
             "InvalidRequestData", "InvalidResponse", "InvalidResponseReceived", "LocalProtocolError",
             "Method", "MethodError", "MethodNotFound", "NotificationReceived", "OUTCOMES",
