@@ -165,7 +165,7 @@ class Connection:
     ) -> None:
         self.role = role
         self.config = config = config or Config()
-        self._ws = _ws.WebSocket(client=role is Role.CLIENT)
+        self._ws = _ws.WebSocket(client=role is Role.CLIENT, max_message_size=config.max_message_size)
         self._state = State.HANDSHAKING
         self._events: deque[Event] = deque()
         self._out: list[bytes] = []
@@ -729,7 +729,7 @@ class Connection:
         if tag == _ws.UPGRADE:
             _, self.path, self.request_headers, self.host, subprotocols = event
             self._set_state(Input.UPGRADE_RECEIVED)
-            self._held += self._ws.leftover
+            self._held += self._ws.take_leftover()
             self._events.append(
                 UpgradeRequested(
                     path=self.path, headers=self.request_headers, host=self.host, subprotocols=subprotocols
@@ -965,7 +965,7 @@ class Connection:
             return _DROPPED
         raise LocalProtocolError(f"no request {request_id} waits for an answer (answered twice?)")
 
-    def _answer(self, request_id: int, text: str) -> None:
+    def _answer(self, request_id: int, text: bytes) -> None:
         del self._incoming[request_id]
         self._out.append(self._ws.send_text(text))
         if self._reader is not None:
@@ -1030,7 +1030,7 @@ def _unstructure(hook: Any, value: Any) -> Any:
         raise EncodingError(f"value does not fit its type: {exc}") from None
 
 
-def _protocol_error_text(request_id: int, code: int, message: str) -> str:
+def _protocol_error_text(request_id: int, code: int, message: str) -> bytes:
     return _messages.error_response(request_id, {"code": int(code), "message": message})
 
 

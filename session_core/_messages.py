@@ -69,25 +69,21 @@ def _method_of(message: dict[str, Any]) -> str:
     return method
 
 
-def request(request_id: int, method: str, data: Any) -> str:
-    """The text of a request."""
-    return _text({"type": "request", "id": request_id, "method": method, "data": data})
+def request(request_id: int, method: str, data: Any) -> bytes:
+    """The text of a request, UTF-8 encoded."""
+    return _json.dumps({"type": "request", "id": request_id, "method": method, "data": data})
 
 
-def response(request_id: int, result: Any) -> str:
-    """The text of a response."""
-    return _text({"type": "response", "id": request_id, "result": result})
+def response(request_id: int, result: Any) -> bytes:
+    """The text of a response, UTF-8 encoded."""
+    return _json.dumps({"type": "response", "id": request_id, "result": result})
 
 
-def error_response(request_id: int, error: Any) -> str:
-    """The text of an error response."""
-    return _text({"type": "errorresponse", "id": request_id, "error": error})
+def error_response(request_id: int, error: Any) -> bytes:
+    """The text of an error response, UTF-8 encoded."""
+    return _json.dumps({"type": "errorresponse", "id": request_id, "error": error})
 
 
-def notification(method: str, data: Any) -> str:
-    """The text of a notification."""
-    return _text({"type": "notification", "method": method, "data": data})
-
-
-def _text(message: dict[str, Any]) -> str:
-    return _json.dumps(message).decode()
+def notification(method: str, data: Any) -> bytes:
+    """The text of a notification, UTF-8 encoded."""
+    return _json.dumps({"type": "notification", "method": method, "data": data})

@@ -2,10 +2,22 @@
 
 Nothing outside this module sees a wsproto or h11 type. Events come out as small tuples
 whose first item is one of the constants below; the connection dispatches on it.
+
+wsproto does the handshake, control frames, fragmented and binary messages, the close
+handshake and every validation. The one exception is the shape that carries nearly all of
+this protocol's traffic: a complete, unfragmented, unextended text frame, masked as its
+direction requires (the only shape this protocol sends, `PROTOCOL.md`). Those are framed and
+parsed here, because wsproto's pure-Python framing is most of the cost of a round trip (see
+`benchmarks/CORE-RESULTS.md`). The split is exact: every frame that is not of that shape,
+and every frame while a fragmented message is open, goes to wsproto whole and in order, so
+wsproto's own state always stands at a frame boundary and its checks apply to everything
+it sees.
 """
 
 from __future__ import annotations
 
+import os
+import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,7 +29,6 @@ from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
-    Message,
     Ping,
     Pong,
     RejectConnection,
@@ -48,23 +59,49 @@ _CAN_CLOSE = (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
 
 #: The answer to a plain `GET` with no upgrade, as session-rs gives it.
 PLAIN_GET_BODY = b"OK"
-#: How much of an opening handshake is kept to tell a plain GET from a bad upgrade.
-_MAX_KEPT_REQUEST = 16 * 1024
+#: The longest HTTP head (request or response) read before giving up, as h11's default.
+_MAX_HEAD = 16 * 1024
+#: The largest frame parsed here; a larger one streams through wsproto.
+FAST_FRAME_LIMIT = 1 << 20
+_FIN_TEXT = 0x81  # FIN set, no RSV bits, opcode 1 (text)
+_MASK_BIT = 0x80
+_INVALID_UTF8 = 1007
 
 
 class WebSocket:
     """A WebSocket endpoint: handshake first, then frames."""
 
-    __slots__ = ("_client", "_frames", "_pending_response", "_request_bytes", "_ws", "leftover")
+    __slots__ = (
+        "_buffer",
+        "_client",
+        "_frames",
+        "_head",
+        "_head_done",
+        "_in_message",
+        "_pending_response",
+        "_to_wsproto",
+        "_ws",
+        "fast_limit",
+        "leftover",
+    )
 
-    def __init__(self, *, client: bool) -> None:
+    def __init__(self, *, client: bool, max_message_size: int | None = None) -> None:
         self._client = client
         self._ws = WSConnection(ConnectionType.CLIENT if client else ConnectionType.SERVER)
         self._frames: _WsFrames | None = None
-        self._request_bytes = b""
+        self._head = b""
+        self._head_done = False
         self._pending_response = b""
         self.leftover = b""
         "Server: bytes that followed the upgrade request, for the session once accepted."
+        # Framing of the open connection.
+        self._buffer = b""
+        self._to_wsproto = 0  # bytes of the current frame still owed to wsproto
+        self._in_message = False  # wsproto holds a fragmented message that is not finished
+        self.fast_limit = (
+            FAST_FRAME_LIMIT if max_message_size is None else min(FAST_FRAME_LIMIT, max_message_size)
+        )
+        "Frames up to this size are parsed here; larger ones stream through wsproto."
 
     # -- handshake -------------------------------------------------------------------
 
@@ -96,18 +133,91 @@ class WebSocket:
         data, self._pending_response = self._pending_response, b""
         return data
 
+    def take_leftover(self) -> bytes:
+        """Server: the bytes a client sent after its upgrade request, once."""
+        data, self.leftover = self.leftover, b""
+        return data
+
     # -- input -----------------------------------------------------------------------
 
     def receive(self, data: bytes | None) -> Iterator[tuple[Any, ...]]:
         """Feed bytes (`None` at the end of the stream) and yield what they completed."""
-        frames = self._frames
-        if frames is None:
+        if self._frames is None:
             yield from self._receive_handshake(data)
-            frames = self._frames
-            if frames is None:
+            if self._frames is None or not self._client:
                 return
+            data, self.leftover = self.leftover, b""  # frames that came with the 101
+            if not data:
+                return
+        if data is None:
+            self._frames.receive_data(None)
+            yield from self._wsproto_events(eof=True)
         else:
-            frames.receive_data(data)
+            yield from self._receive_frames(data)
+
+    def _receive_frames(self, data: bytes) -> Iterator[tuple[Any, ...]]:
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        frames = self._frames
+        assert frames is not None
+        expect_mask = 0 if self._client else _MASK_BIT
+        limit = self.fast_limit
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._to_wsproto:
+                take = min(self._to_wsproto, end - pos)
+                frames.receive_data(data[pos : pos + take])
+                pos += take
+                self._to_wsproto -= take
+                yield from self._wsproto_events(eof=False)
+                continue
+            # RFC 6455 5.2: the frame header.
+            if end - pos < 2:
+                break
+            first, second = data[pos], data[pos + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                head = 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                head = 10
+            masked = second & _MASK_BIT
+            if masked:
+                head += 4
+            if first == _FIN_TEXT and masked == expect_mask and length <= limit and not self._in_message:
+                stop = pos + head + length
+                if stop > end:
+                    break  # the rest of a frame of at most `limit` bytes is on its way
+                if masked:
+                    payload = _unmask(data[pos + head - 4 : pos + head], data[pos + head : stop])
+                else:
+                    payload = data[pos + head : stop]
+                pos = stop
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield FAILED, _INVALID_UTF8, "invalid UTF-8 in a text message"
+                    return
+                yield TEXT, text, True
+                continue
+            # Any other frame goes to wsproto whole, as it arrives.
+            opcode = first & 0x0F
+            if opcode < 8:  # a data frame opens or continues a message; FIN ends it
+                self._in_message = not first & 0x80
+            self._to_wsproto = head + length
+        if pos < end:
+            self._buffer = data[pos:]
+
+    def _wsproto_events(self, *, eof: bool) -> Iterator[tuple[Any, ...]]:
+        frames = self._frames
+        assert frames is not None
         for event in frames.events():
             if isinstance(event, TextMessage):
                 yield TEXT, event.data, event.message_finished
@@ -120,33 +230,42 @@ class WebSocket:
             elif isinstance(event, CloseConnection):
                 # wsproto reports a frame it cannot parse as a CloseConnection too, without
                 # leaving the OPEN state; a real close frame moves it to *_CLOSING/CLOSED.
-                if frames.state in _STILL_READING and data is not None:
+                if frames.state in _STILL_READING and not eof:
                     yield FAILED, int(event.code), event.reason or ""
                 else:
                     yield CLOSE, int(event.code), event.reason or ""
 
     def _receive_handshake(self, data: bytes | None) -> Iterator[tuple[Any, ...]]:
-        if not self._client and data is not None:
-            # Give h11 the request's head and nothing after it: wsproto would drop what
-            # follows (frames a client pipelined behind its upgrade), so keep it aside.
-            self._request_bytes += data
-            end = self._request_bytes.find(b"\r\n\r\n")
-            if end < 0 and len(self._request_bytes) <= _MAX_KEPT_REQUEST:
+        # Give h11 the HTTP head and nothing after it: wsproto would drop frames that follow
+        # an upgrade request, and would keep frames that follow a 101 out of our reach.
+        rest = b""
+        chunks: list[bytes | None] = [data]
+        if not self._head_done:
+            self._head += data or b""
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0 and data is not None and len(self._head) <= _MAX_HEAD:
                 return
+            self._head_done = True
             if end >= 0:
-                data, self.leftover = self._request_bytes[: end + 4], self._request_bytes[end + 4 :]
-            else:
-                data = self._request_bytes  # too big: let h11 refuse it
+                chunks, rest = [self._head[: end + 4]], self._head[end + 4 :]
+            else:  # the stream ended inside the head, or the head is too big: h11 says so
+                chunks = [self._head, data] if self._head else [data]
         try:
-            self._ws.receive_data(data)
-            # Only the handshake's events: frames that came with the 101 are read below.
+            for chunk in chunks:
+                self._ws.receive_data(chunk)
             events = list(self._ws.handshake.events())
+            if rest and self._client and self._ws.connection is None:
+                self._ws.receive_data(rest)  # not a 101: the rest is the response's body
+                events += self._ws.handshake.events()
+                rest = b""
         except _WsRemoteError as exc:
             if not self._client:
                 self._pending_response = self._answer_bad_request(exc.event_hint)
             yield HANDSHAKE_FAILED, str(exc)
             return
-        self._frames = self._ws.connection if self._client else None
+        self.leftover = rest
+        if self._client:
+            self._frames = self._ws.connection
         for event in events:
             if isinstance(event, Request):
                 yield UPGRADE, event.target, tuple(event.extra_headers), event.host, tuple(event.subprotocols)
@@ -175,7 +294,7 @@ class WebSocket:
 
     def _is_plain_get(self) -> bool:
         parser = h11.Connection(h11.SERVER)
-        parser.receive_data(self._request_bytes)
+        parser.receive_data(self._head)
         try:
             event = parser.next_event()
         except h11.RemoteProtocolError:
@@ -186,9 +305,21 @@ class WebSocket:
 
     # -- output ----------------------------------------------------------------------
 
-    def send_text(self, text: str) -> bytes:
-        assert self._frames is not None
-        return self._frames.send(Message(data=text))
+    def send_text(self, payload: bytes) -> bytes:
+        """One unfragmented text frame holding `payload` (valid UTF-8), masked by a client."""
+        length = len(payload)
+        mask_bit = _MASK_BIT if self._client else 0
+        if length < 126:
+            header = bytes((_FIN_TEXT, mask_bit | length))
+        elif length < 1 << 16:
+            header = struct.pack("!BBH", _FIN_TEXT, mask_bit | 126, length)
+        else:
+            header = struct.pack("!BBQ", _FIN_TEXT, mask_bit | 127, length)
+        if not self._client:
+            return header + payload
+        # RFC 6455 5.3: a fresh, unpredictable masking key for every frame.
+        mask = os.urandom(4)
+        return header + mask + _unmask(mask, payload)
 
     def ping(self, payload: bytes) -> bytes:
         assert self._frames is not None
@@ -209,3 +340,13 @@ class WebSocket:
     @property
     def can_send_close(self) -> bool:
         return self._frames is not None and self._frames.state in _CAN_CLOSE
+
+
+def _unmask(mask: bytes, payload: bytes) -> bytes:
+    """XOR `payload` with the 4-byte `mask` repeated (masking and unmasking are the same),
+    in one big-integer operation instead of a loop over bytes."""
+    length = len(payload)
+    if not length:
+        return b""
+    key = (mask * ((length + 3) // 4))[:length]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(length, "little")
