@@ -90,7 +90,9 @@ class Config:
     max_message_size: int | None = attrs.field(default=1 << 20, validator=_positive)
     "Largest message accepted, in bytes (1 MiB, as websockets). Over it: close 1009."
     max_incoming_requests: int = attrs.field(default=128, validator=_positive)
-    "Requests from the peer in flight at once; at the bound, reading pauses."
+    """Requests from the peer in flight at once. At the bound, reading pauses: nothing more
+    is read (pings and close frames included) until a handler answers. The keepalive does
+    not count that time against the peer."""
     max_pending_requests: int = attrs.field(default=65536, validator=_positive)
     "Our own requests waiting for answers; one more raises `TooManyPendingRequests`."
     request_timeout: float | None = attrs.field(default=None, validator=_positive)
@@ -359,7 +361,7 @@ class Connection:
 
     # -- inputs ----------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> None:
+    def receive_data(self, data: bytes | bytearray, now: float) -> None:
         """Feed bytes read from the transport.
 
         Nothing the peer sends makes this raise once the handshake has begun: violations
@@ -374,7 +376,7 @@ class Connection:
             self._held += data
             return
         self._now = now
-        self._read(self._ws.receive(data))
+        self._read(self._ws.receive(data if type(data) is bytes else bytes(data)))
 
     def receive_eof(self) -> None:
         """The transport reached its end (the peer closed it, or it broke).
@@ -663,8 +665,11 @@ class Connection:
             self._close_deadline = None if timeout is None else now + timeout
             self._abort_pending()
             # No data frame may follow our close frame (RFC 6455 5.5.1): the peer's
-            # requests can no longer be answered, and their answers are dropped.
+            # requests can no longer be answered, and their answers are dropped. Input held
+            # back for them (or for `start()`) is read again: the peer's close is in it.
             self._incoming.clear()
+            self._holding = False
+            self._resume()
         elif state is not State.CLOSING and state is not State.CLOSED:
             self._end(Input.LOST, ABNORMAL_CLOSURE, "closed before the handshake completed")
 

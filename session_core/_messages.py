@@ -46,9 +46,10 @@ def parse(text: str) -> tuple[Kind, int, str, Any]:
         raise InvalidMessage(f"not valid JSON: {exc}") from None
     if type(message) is not dict:
         raise InvalidMessage("not a JSON object")
-    kind = _KINDS.get(message.get("type"))  # type: ignore[arg-type]
+    kind_name = message.get("type")
+    kind = _KINDS.get(kind_name) if type(kind_name) is str else None
     if kind is None:
-        raise InvalidMessage(f"unknown type: {str(message.get('type'))[:40]!r}")
+        raise InvalidMessage("missing or unknown type")  # the value is the peer's: not logged
     if kind is Kind.NOTIFICATION:
         return kind, 0, _method_of(message), message.get("data")
     request_id = message.get("id")

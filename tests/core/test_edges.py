@@ -262,3 +262,17 @@ def test_keepalive_waits_while_reading_is_paused() -> None:
     server.receive_data(client_frame(0xA, b""), 8.0)
     server.handle_timer(9.0)
     assert server.state is State.OPEN
+
+
+def test_close_while_reading_is_paused_still_reads_the_peers_close() -> None:
+    server = open_server(Config(max_incoming_requests=1))
+    server.receive_data(
+        client_frame(TEXT, b'{"type":"request","id":1,"method":"m","data":null}')
+        + client_frame(TEXT, b'{"type":"request","id":2,"method":"m","data":null}')
+        + client_frame(CLOSE),
+        0.0,
+    )
+    assert server.reading_paused
+    server.close(now=0.0)
+    assert server.state is State.CLOSED  # the peer's close frame was already there
+    assert server.events()[-1] == ConnectionClosed(code=1000, reason="")

@@ -234,8 +234,10 @@ def test_invalid_utf8_fails_the_connection_with_1007() -> None:
         b"",
         b"null",
         b'"just a string"',
+        b'{"type":[],"id":1}',
+        b'{"type":{"a":1}}',
     ],
-    ids=["deep", "nan", "lone-surrogate", "infinity", "empty", "null", "string"],
+    ids=["deep", "nan", "lone-surrogate", "infinity", "empty", "null", "string", "list-type", "dict-type"],
 )
 def test_json_that_breaks_naive_parsers_is_reported(text: bytes) -> None:
     server = open_server()
