@@ -12,7 +12,7 @@ if [ ! -x "$VENV/bin/python" ] || [ pyproject.toml -nt "$VENV/.installed" ]; the
     echo "setting up $VENV ..." >&2
     python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+    "$VENV/bin/python" -m pip install --quiet -e '.[test,bench]'
     touch "$VENV/.installed"
 fi
 PY="$VENV/bin/python"

@@ -1,1 +1,33 @@
-"""session_trio: placeholder until its issue lands."""
+"""session_trio: session-py over trio.
+
+Typed request/response and notification messaging over WebSocket, wire-compatible with the
+Rust crate session-rs. All protocol logic lives in `session_core.Connection`; this package
+only moves bytes between it and trio streams, runs tasks and schedules its timer.
+`session_asyncio` offers the same names: switching is changing the import and the way the
+loop is run (trio's `serve` is made for `nursery.start`).
+
+- `connect(url, ...)` / `unix_connect(path, ...)`: async context managers that open a
+  client `Session`.
+- `serve(on_session, host, port, ...)` / `unix_serve(on_session, path, ...)` /
+  `serve_listeners(on_session, listeners, ...)`: serve sessions, for `nursery.start(...)`.
+- `Session`: `request`, `notify`, `on_request`, `on_notification`, `ping`, `close`.
+"""
+
+from __future__ import annotations
+
+from ._client import connect, unix_connect
+from ._server import OnSession, UpgradeHook, serve, serve_listeners, unix_serve
+from ._session import NotificationHandler, RequestHandler, Session
+
+__all__ = [
+    "NotificationHandler",
+    "OnSession",
+    "RequestHandler",
+    "Session",
+    "UpgradeHook",
+    "connect",
+    "serve",
+    "serve_listeners",
+    "unix_connect",
+    "unix_serve",
+]

@@ -1,0 +1,1 @@
+"""Benchmarks of session-py (`python -m benchmarks.core_bench`)."""

@@ -1,0 +1,191 @@
+"""Cancellation both ways, timeouts, keepalive and the close timeout.
+
+The timing tests run on an autojumping `MockClock`: the core's timers are trio deadlines,
+so virtual minutes pass in milliseconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+import session_trio
+from session_core import CANCEL_METHOD, Config, ErrorResponseReceived, Method, SessionClosed
+
+from .support import AddArgs, RawPeer, add, raw_server, running_server, sleep
+
+hang = Method("hang", request=None, response=None, error=None)
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].strip("/"))
+
+
+class HangingHandler:
+    """A `hang` handler that records when it starts and when it is cancelled."""
+
+    def __init__(self) -> None:
+        self.started = trio.Event()
+        self.cancelled = trio.Event()
+
+    async def __call__(self, _: None) -> None:
+        self.started.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.cancelled.set()
+
+
+async def test_cancelling_a_request_cancels_the_peers_handler() -> None:
+    handler = HangingHandler()
+
+    async def on_session(session: session_trio.Session) -> None:
+        session.on_request(hang, handler)
+        session.on_request(add, _add)
+
+    async with running_server(on_session) as url, session_trio.connect(url) as session:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(session.request, hang, None)
+                await handler.started.wait()
+                scope.cancel()
+        assert scope.cancelled_caught
+        await handler.cancelled.wait()
+        assert await session.request(add, AddArgs(1, 1)) == 2  # the session goes on
+
+
+async def _add(args: AddArgs) -> int:
+    return args.a + args.b
+
+
+async def test_the_peer_cancelling_its_request_cancels_our_handler() -> None:
+    handler = HangingHandler()
+    server_gave_up = trio.Event()
+
+    async def on_session(session: session_trio.Session) -> None:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(session.request, hang, None)
+                await handler.started.wait()
+                scope.cancel()
+        server_gave_up.set()
+
+    async with running_server(on_session) as url, session_trio.connect(url) as session:
+        session.on_request(hang, handler)
+        await handler.cancelled.wait()
+        await server_gave_up.wait()
+        assert not session.closed
+
+
+@pytest.mark.autojump
+async def test_a_timeout_raises_the_builtin_timeout_error_and_cancels_the_handler() -> None:
+    handler = HangingHandler()
+
+    async def on_session(session: session_trio.Session) -> None:
+        session.on_request(hang, handler)
+
+    async with running_server(on_session) as url, session_trio.connect(url) as session:
+        start = trio.current_time()
+        with pytest.raises(TimeoutError) as caught:
+            await session.request(hang, None, timeout=30)
+        assert not isinstance(caught.value, trio.TooSlowError)
+        assert trio.current_time() - start == pytest.approx(30)
+        await handler.cancelled.wait()  # the peer got `$/cancel`
+
+
+@pytest.mark.autojump
+async def test_config_request_timeout_is_the_default() -> None:
+    config = Config(request_timeout=7.0, keepalive_interval=None)
+    async with running_server() as url, session_trio.connect(url, config=config) as session:
+        assert await session.request(sleep, 5.0) == 5.0
+        start = trio.current_time()
+        with pytest.raises(TimeoutError):
+            await session.request(sleep, 100.0)
+        assert trio.current_time() - start == pytest.approx(7)
+        assert await session.request(sleep, 1.0, timeout=50) == 1.0  # a timeout of its own
+
+
+@pytest.mark.autojump
+async def test_a_peer_that_stops_answering_pings_is_closed() -> None:
+    ended: list[tuple[int | None, float]] = []
+    done = trio.Event()
+    config = Config(keepalive_interval=10, keepalive_timeout=5)
+
+    async def on_session(session: session_trio.Session) -> None:
+        await session.wait_closed()
+        ended.append((session.close_code, trio.current_time()))
+        done.set()
+
+    async with running_server(on_session, config=config) as url:
+        start = trio.current_time()
+        peer = await RawPeer.connect(_port(url))  # handshakes, then never reads again
+        await done.wait()
+        await peer.stream.aclose()
+    [(code, at)] = ended
+    assert code == 1011
+    assert at - start == pytest.approx(15, abs=0.5)
+
+
+@pytest.mark.autojump
+async def test_keepalive_keeps_a_live_session_open() -> None:
+    config = Config(keepalive_interval=5, keepalive_timeout=2)
+    async with (
+        running_server(config=config) as url,
+        session_trio.connect(url, config=config) as session,
+    ):
+        await trio.sleep(120)  # 24 keepalive rounds each way, all answered
+        assert not session.closed
+        assert await session.request(add, AddArgs(1, 1)) == 2
+
+
+@pytest.mark.autojump
+async def test_close_gives_up_waiting_after_close_timeout() -> None:
+    config = Config(close_timeout=3, keepalive_interval=None)
+
+    async def silent(stream: trio.SocketStream) -> None:
+        await RawPeer.accept(stream)
+        await trio.sleep_forever()  # never reads our close frame, never answers it
+
+    async with (
+        raw_server(silent) as port,
+        session_trio.connect(f"ws://127.0.0.1:{port}/", config=config) as session,
+    ):
+        start = trio.current_time()
+        await session.close()
+        assert trio.current_time() - start == pytest.approx(3)
+        assert session.closed
+        assert session.close_code == 1000
+
+
+@pytest.mark.autojump
+async def test_ping_fails_when_the_session_ends_before_the_pong() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        peer = await RawPeer.accept(stream)
+        await trio.sleep(1)
+        await peer.stream.aclose()  # vanishes without answering the ping
+
+    async with raw_server(silent) as port, session_trio.connect(f"ws://127.0.0.1:{port}/") as session:
+        with pytest.raises(SessionClosed) as caught:
+            await session.ping()
+        assert caught.value.code == 1006
+
+
+async def test_a_cancel_from_the_peer_is_answered_minus_32800() -> None:
+    # A raw client sends `$/cancel` by hand and keeps waiting: our handler is cancelled
+    # and the answer is the protocol's "request cancelled" error.
+    handler = HangingHandler()
+
+    async def on_session(session: session_trio.Session) -> None:
+        session.on_request(hang, handler)
+
+    async with running_server(on_session) as url:
+        peer = await RawPeer.connect(_port(url))
+        request_id = peer.conn.send_request(hang, None)
+        await peer.flush()
+        await handler.started.wait()
+        peer.conn.send_notification(CANCEL_METHOD, {"id": request_id})
+        await peer.flush()
+        answer = await peer.expect(ErrorResponseReceived)
+        assert (answer.request_id, answer.code) == (request_id, -32800)
+        await handler.cancelled.wait()
+        await peer.stream.aclose()

@@ -1,0 +1,200 @@
+"""TLS, unix sockets, and back-pressure on the peer's requests."""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from pathlib import Path
+
+import pytest
+import trio
+import trustme
+
+import session_trio
+from session_core import Config, Method, ResponseReceived, SessionClosed
+
+from .support import AddArgs, RawPeer, add, basic_on_session, running_server, serve_basics
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def _server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+async def test_wss_with_a_trusted_certificate(ca: trustme.CA) -> None:
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    async with running_server(scheme="wss", ssl_context=_server_context(ca)) as url:
+        assert url.startswith("wss://")
+        async with session_trio.connect(url, ssl_context=client_context) as session:
+            assert await session.request(add, AddArgs(20, 22)) == 42
+            assert session.remote_address[0] == "127.0.0.1"
+            big = "x" * 300_000  # several TLS records, several reads
+            echoed = await session.request("echo", big)
+            assert echoed == big
+        assert session.close_code == 1000
+
+
+async def test_wss_verifies_the_certificate_by_default(ca: trustme.CA) -> None:
+    async with running_server(scheme="wss", ssl_context=_server_context(ca)) as url:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            async with session_trio.connect(url):
+                pass
+        # The server is unharmed.
+        client_context = ssl.create_default_context()
+        ca.configure_trust(client_context)
+        async with session_trio.connect(url, ssl_context=client_context) as session:
+            assert await session.request(add, AddArgs(1, 1)) == 2
+
+
+async def test_serve_listeners_on_a_unix_socket_listener(tmp_path: Path) -> None:
+    path = str(tmp_path / "session.sock")
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen()
+    async with trio.open_nursery() as nursery:
+        serve = functools.partial(session_trio.serve_listeners, basic_on_session, [trio.SocketListener(sock)])
+        await nursery.start(serve)
+        async with session_trio.unix_connect(path) as session:
+            assert await session.request(add, AddArgs(3, 4)) == 7
+        # A raw peer speaks the same protocol over the same socket.
+        stream = await trio.open_unix_socket(path)
+        peer = await RawPeer.connect(0, stream=stream)
+        peer.conn.send_request(add, AddArgs(5, 6))
+        await peer.flush()
+        answer = await peer.expect(ResponseReceived)
+        assert answer.result == 11
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_unix_serve_replaces_a_stale_socket_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "stale.sock")
+    stale = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await stale.bind(path)  # a file left by a server that is gone
+    stale.close()
+    paths: list[str] = []
+
+    async def on_session(session: session_trio.Session) -> None:
+        paths.append(session.path)
+        serve_basics(session)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session_trio.unix_serve, on_session, path)
+        async with session_trio.unix_connect(path, "/over/unix?x=1") as session:
+            assert session.path == "/over/unix?x=1"
+            assert await session.request(add, AddArgs(1, 2)) == 3
+        nursery.cancel_scope.cancel()
+    assert paths == ["/over/unix?x=1"]
+
+
+slow = Method("slow", request=int, response=int, error=str)
+
+
+@pytest.mark.autojump
+async def test_back_pressure_bounds_the_handlers_running_at_once() -> None:
+    running = 0
+    most = 0
+
+    async def on_session(session: session_trio.Session) -> None:
+        @session.on_request(slow)
+        async def _(n: int) -> int:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await trio.sleep(1)
+            running -= 1
+            return n * 2
+
+    config = Config(max_incoming_requests=2)
+    results: dict[int, int] = {}
+    async with running_server(on_session, config=config) as url, session_trio.connect(url) as session:
+        start = trio.current_time()
+
+        async def one(n: int) -> None:
+            results[n] = await session.request(slow, n)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(12):
+                nursery.start_soon(one, n)
+        elapsed = trio.current_time() - start
+    assert results == {n: n * 2 for n in range(12)}
+    assert most == 2
+    assert elapsed == pytest.approx(6, abs=0.5)  # 12 requests, 2 at a time, 1 s each
+
+
+hang = Method("hang", request=None, response=None, error=None)
+blob = Method("blob", request=str, response=None, error=None)
+
+
+@pytest.mark.autojump
+async def test_at_the_bound_the_server_stops_reading_its_socket() -> None:
+    # One request in flight is the bound and its handler never ends: the server must stop
+    # reading, so that TCP pushes back on the client, whose notifications stall once the
+    # socket buffers are full (instead of piling up in the server's memory).
+    async def on_session(session: session_trio.Session) -> None:
+        session.on_request(hang, _hang)
+
+    chunk = "x" * 65536
+    sent = 0
+    async with (
+        running_server(on_session, config=Config(max_incoming_requests=1, keepalive_interval=None)) as url,
+        # No keepalive: a server that does not read does not answer pings either.
+        session_trio.connect(url, config=Config(keepalive_interval=None)) as session,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(session.request, hang, None)
+        with trio.move_on_after(5):
+            while sent < 1000:  # 64 MB: far more than any socket buffer
+                await session.notify(blob, chunk)
+                sent += 1
+        assert 0 < sent < 1000
+        nursery.cancel_scope.cancel()
+
+
+async def _hang(_: None) -> None:
+    await trio.sleep_forever()
+
+
+async def test_closing_at_the_bound_does_not_wait_for_the_close_timeout() -> None:
+    # The server's only request slot is taken by a handler that never ends, and more
+    # requests wait unread behind it. Its close must still see the client's answering
+    # close frame at once, not after `close_timeout`.
+    took: list[float] = []
+    done = trio.Event()
+
+    async def on_session(session: session_trio.Session) -> None:
+        started = trio.Event()
+
+        async def handler(_: None) -> None:
+            started.set()
+            await trio.sleep_forever()
+
+        session.on_request(hang, handler)
+        await started.wait()
+        start = trio.current_time()
+        await session.close()
+        took.append(trio.current_time() - start)
+        done.set()
+
+    config = Config(max_incoming_requests=1, close_timeout=10)
+    async with (
+        running_server(on_session, config=config) as url,
+        session_trio.connect(url) as session,
+        trio.open_nursery() as nursery,
+    ):
+        for _ in range(3):
+            nursery.start_soon(_closed_request, session)
+        await done.wait()
+    assert took[0] < 2
+
+
+async def _closed_request(session: session_trio.Session) -> None:
+    with pytest.raises(SessionClosed):
+        await session.request(hang, None)
