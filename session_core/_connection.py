@@ -514,7 +514,8 @@ class Connection:
 
         After calling this method: write `data_to_send()`, re-arm `get_timer()`.
         """
-        self._check_open()
+        if self._state is not State.OPEN:
+            self._check_open()
         if len(self._pending) >= self.config.max_pending_requests:
             raise TooManyPendingRequests(f"{len(self._pending)} requests already wait for answers")
         if timeout is None:
@@ -528,7 +529,8 @@ class Connection:
         request_id = self._ids.allocate(self._pending)
         self._out.append(self._ws.send_text(_messages.request(request_id, name, value)))
         self._pending[request_id] = method
-        self._given_up.pop(request_id)
+        if self._given_up:
+            self._given_up.pop(request_id)
         if timeout is not None:
             assert now is not None
             self._deadlines.set(request_id, now + timeout)
@@ -681,7 +683,10 @@ class Connection:
         limit = self.config.max_incoming_requests
         while True:
             for event in reader:
-                self._dispatch(event)
+                if event[0] == _ws.TEXT:  # nearly every event: no detour through _dispatch
+                    self._handle_text(event[1], event[2])
+                else:
+                    self._dispatch(event)
                 if self._state is State.CLOSED:
                     self._reader = None
                     self._held.clear()
@@ -773,7 +778,9 @@ class Connection:
         if self._state is not State.OPEN:
             return  # closing: what the peer still sends is not for us
         limit = self.config.max_message_size
-        if limit is not None:
+        if finished and not self._parts and (limit is None or len(text) * 4 <= limit):
+            self._size = 0  # whole, and small enough however many bytes a character takes
+        elif limit is not None:
             # Count bytes as they stream in, so that a huge message is refused before it
             # is whole. `len` of an ASCII str is its UTF-8 size.
             self._size += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
@@ -816,7 +823,8 @@ class Connection:
                 InvalidMessageReceived(reason=f"request id {request_id} is already in flight")
             )
             return
-        self._cancelled_by_peer.pop(request_id)
+        if self._cancelled_by_peer:
+            self._cancelled_by_peer.pop(request_id)
         methods = self._methods
         if methods is None:
             self._incoming[request_id] = None
@@ -879,7 +887,8 @@ class Connection:
                 UnexpectedResponseReceived(request_id=request_id, reason=reason or "unknown id")
             )
             return
-        self._deadlines.discard(request_id)
+        if self._deadlines:
+            self._deadlines.discard(request_id)
         typed = isinstance(method, Method)
         name = method.name if isinstance(method, Method) else method
         event: Event

@@ -21,6 +21,10 @@ class IdAllocator:
 
     def allocate(self, pending: Container[int]) -> int:
         """The next id that is not in `pending`."""
+        request_id = self._next
+        if request_id not in pending:  # nearly always: no loop
+            self._next = request_id + 1 if request_id < MAX_ID else FIRST_ID
+            return request_id
         for _ in range(MAX_ID):
             request_id = self._next
             self._next = request_id + 1 if request_id < MAX_ID else FIRST_ID
@@ -49,6 +53,9 @@ class RecentIds:
 
     def pop(self, request_id: int) -> str | None:
         return self._ids.pop(request_id, None)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._ids

@@ -33,13 +33,17 @@ converter = cattrs.Converter()
 """The cattrs converter used for every method. Register hooks on it for custom types."""
 
 
-def _exact(expected: type) -> Callable[[Any, Any], Any]:
-    def structure(value: Any, _: Any) -> Any:
+def _exact(expected: type) -> Structure:
+    def structure(value: Any) -> Any:
         if type(value) is not expected:
             raise TypeError(f"expected {expected.__name__}, got {type(value).__name__}")
         return value
 
     return structure
+
+
+def _as_hook(structure: Structure) -> Callable[[Any, Any], Any]:
+    return lambda value, _: structure(value)
 
 
 def _float(value: Any, _: Any) -> float:
@@ -49,7 +53,7 @@ def _float(value: Any, _: Any) -> float:
 
 
 for _type in (int, str, bool):
-    converter.register_structure_hook(_type, _exact(_type))
+    converter.register_structure_hook(_type, _as_hook(_exact(_type)))
 converter.register_structure_hook(float, _float)
 
 
@@ -141,6 +145,8 @@ def structure_for(tp: Any) -> Structure:
         hook = converter.get_structure_hook(tp)
     except cattrs.errors.StructureHandlerNotFoundError:
         raise LocalProtocolError(f"unsupported type for a method: {tp!r}") from None
+    if tp in (int, str, bool):
+        return _exact(tp)  # the same check as the hook, one call cheaper
     return lambda value: hook(value, tp)
 
 

@@ -22,6 +22,9 @@ class Deadlines:
         self._live[key] = deadline
         heapq.heappush(self._heap, (deadline, key))
 
+    def __len__(self) -> int:
+        return len(self._live)
+
     def discard(self, key: int) -> None:
         if self._live.pop(key, None) is not None and not self._live:
             self._heap.clear()
