@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar, overload
 
@@ -156,6 +155,45 @@ class Connection:
     when the request was sent with a `Method`, raw when sent with a method name.
     """
 
+    __slots__ = (
+        "_cancelled_by_peer",
+        "_close_deadline",
+        "_close_transport",
+        "_deadlines",
+        "_events",
+        "_given_up",
+        "_handshake_deadline",
+        "_held",
+        "_holding",
+        "_ids",
+        "_incoming",
+        "_keepalive_sent_at",
+        "_methods",
+        "_next_keepalive",
+        "_notifications",
+        "_now",
+        "_out",
+        "_parts",
+        "_pending",
+        "_ping_count",
+        "_pings",
+        "_pong_deadline",
+        "_reader",
+        "_rejection",
+        "_size",
+        "_state",
+        "_ws",
+        "close_code",
+        "close_reason",
+        "config",
+        "host",
+        "path",
+        "request_headers",
+        "response_headers",
+        "role",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         role: Role,
@@ -169,7 +207,7 @@ class Connection:
         self.config = config = config or Config()
         self._ws = _ws.WebSocket(client=role is Role.CLIENT, max_message_size=config.max_message_size)
         self._state = State.HANDSHAKING
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self._out: list[bytes] = []
         self._close_transport = False
         self._methods = None if methods is None else {m.name: m for m in methods}
@@ -191,7 +229,7 @@ class Connection:
         self._parts: list[str] = []
         self._size = 0
         # Pings in flight, oldest first: (payload, user ping id or None for keepalive).
-        self._pings: deque[tuple[bytes, int | None]] = deque()
+        self._pings: list[tuple[bytes, int | None]] = []
         self._ping_count = 0
         self._next_keepalive: float | None = None
         self._keepalive_sent_at = 0.0
@@ -327,12 +365,11 @@ class Connection:
 
     def next_event(self) -> Event | None:
         """The next event, or `None` when there is none for now."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def events(self) -> list[Event]:
         """Every event there is for now, oldest first."""
-        events = list(self._events)
-        self._events.clear()
+        events, self._events = self._events, []
         return events
 
     def data_to_send(self) -> bytes:
@@ -921,10 +958,10 @@ class Connection:
             if sent == payload:
                 count = index + 1
                 break
-        for _ in range(count):
-            _, ping_id = pings.popleft()
+        for _, ping_id in pings[:count]:
             if ping_id is not None:
                 self._events.append(PongReceived(ping_id=ping_id))
+        del pings[:count]
         if self._pong_deadline is not None:
             self._pong_deadline = None
             interval = self.config.keepalive_interval

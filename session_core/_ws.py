@@ -87,7 +87,9 @@ class WebSocket:
 
     def __init__(self, *, client: bool, max_message_size: int | None = None) -> None:
         self._client = client
-        self._ws = WSConnection(ConnectionType.CLIENT if client else ConnectionType.SERVER)
+        self._ws: WSConnection | None = WSConnection(
+            ConnectionType.CLIENT if client else ConnectionType.SERVER
+        )
         self._frames: _WsFrames | None = None
         self._head = b""
         self._head_done = False
@@ -105,16 +107,30 @@ class WebSocket:
 
     # -- handshake -------------------------------------------------------------------
 
+    def _handshake(self) -> WSConnection:
+        if self._ws is None:
+            raise RuntimeError(
+                "the handshake is over"
+            )  # pragma: no cover - the connection's state prevents it
+        return self._ws
+
+    def _handshake_done(self) -> None:
+        # Let go of h11 and wsproto's handshake objects: an idle session keeps only frames.
+        self._ws = None
+        self._head = b""
+
     def start_client(
         self, host: str, target: str, headers: Sequence[tuple[bytes, bytes]], subprotocols: Sequence[str]
     ) -> bytes:
-        return self._ws.send(
+        return self._handshake().send(
             Request(host=host, target=target, extra_headers=list(headers), subprotocols=list(subprotocols))
         )
 
     def accept(self, subprotocol: str | None, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
-        data = self._ws.send(AcceptConnection(subprotocol=subprotocol, extra_headers=list(headers)))
-        self._frames = self._ws.connection
+        handshake = self._handshake()
+        data = handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=list(headers)))
+        self._frames = handshake.connection
+        self._handshake_done()
         return data
 
     def reject(self, status_code: int, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> bytes:
@@ -123,9 +139,10 @@ class WebSocket:
         )
 
     def _send_reject(self, head: RejectConnection, body: bytes) -> bytes:
-        data = self._ws.send(head)
+        handshake = self._handshake()
+        data = handshake.send(head)
         if head.has_body:
-            data += self._ws.send(RejectData(data=body, body_finished=True))
+            data += handshake.send(RejectData(data=body, body_finished=True))
         return data
 
     def take_handshake_response(self) -> bytes:
@@ -250,13 +267,14 @@ class WebSocket:
                 chunks, rest = [self._head[: end + 4]], self._head[end + 4 :]
             else:  # the stream ended inside the head, or the head is too big: h11 says so
                 chunks = [self._head, data] if self._head else [data]
+        handshake = self._handshake()
         try:
             for chunk in chunks:
-                self._ws.receive_data(chunk)
-            events = list(self._ws.handshake.events())
-            if rest and self._client and self._ws.connection is None:
-                self._ws.receive_data(rest)  # not a 101: the rest is the response's body
-                events += self._ws.handshake.events()
+                handshake.receive_data(chunk)
+            events = list(handshake.handshake.events())
+            if rest and self._client and handshake.connection is None:
+                handshake.receive_data(rest)  # not a 101: the rest is the response's body
+                events += handshake.handshake.events()
                 rest = b""
         except _WsRemoteError as exc:
             if not self._client:
@@ -264,8 +282,9 @@ class WebSocket:
             yield HANDSHAKE_FAILED, str(exc)
             return
         self.leftover = rest
-        if self._client:
-            self._frames = self._ws.connection
+        if self._client and handshake.connection is not None:
+            self._frames = handshake.connection
+            self._handshake_done()
         for event in events:
             if isinstance(event, Request):
                 yield UPGRADE, event.target, tuple(event.extra_headers), event.host, tuple(event.subprotocols)
