@@ -73,11 +73,13 @@ class WebSocket:
 
     __slots__ = (
         "_buffer",
+        "_buffered",
         "_client",
         "_frames",
         "_head",
         "_head_done",
         "_in_message",
+        "_needed",
         "_pending_response",
         "_to_wsproto",
         "_ws",
@@ -96,8 +98,12 @@ class WebSocket:
         self._pending_response = b""
         self.leftover = b""
         "Server: bytes that followed the upgrade request, for the session once accepted."
-        # Framing of the open connection.
-        self._buffer = b""
+        # Framing of the open connection. An incomplete frame waits in the pieces it came
+        # in, joined once it is complete (joining at every read would copy a large frame
+        # over and over).
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._needed = 0  # bytes that complete the frame at the start of the buffer
         self._to_wsproto = 0  # bytes of the current frame still owed to wsproto
         self._in_message = False  # wsproto holds a fragmented message that is not finished
         self.fast_limit = (
@@ -174,8 +180,12 @@ class WebSocket:
 
     def _receive_frames(self, data: bytes) -> Iterator[tuple[Any, ...]]:
         if self._buffer:
-            data = self._buffer + data
-            self._buffer = b""
+            self._buffer.append(data)
+            self._buffered += len(data)
+            if self._buffered < self._needed:
+                return
+            data = b"".join(self._buffer)
+            self._buffer, self._buffered, self._needed = [], 0, 0
         frames = self._frames
         assert frames is not None
         expect_mask = 0 if self._client else _MASK_BIT
@@ -211,7 +221,8 @@ class WebSocket:
             if first == _FIN_TEXT and masked == expect_mask and length <= limit and not self._in_message:
                 stop = pos + head + length
                 if stop > end:
-                    break  # the rest of a frame of at most `limit` bytes is on its way
+                    self._needed = stop - pos  # the rest, at most `limit` bytes, is on its way
+                    break
                 if masked:
                     payload = _unmask(data[pos + head - 4 : pos + head], data[pos + head : stop])
                 else:
@@ -230,7 +241,8 @@ class WebSocket:
                 self._in_message = not first & 0x80
             self._to_wsproto = head + length
         if pos < end:
-            self._buffer = data[pos:]
+            self._buffer.append(data[pos:])
+            self._buffered = end - pos
 
     def _wsproto_events(self, *, eof: bool) -> Iterator[tuple[Any, ...]]:
         frames = self._frames
