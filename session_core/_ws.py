@@ -61,8 +61,10 @@ _CAN_CLOSE = (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
 PLAIN_GET_BODY = b"OK"
 #: The longest HTTP head (request or response) read before giving up, as h11's default.
 _MAX_HEAD = 16 * 1024
-#: The largest frame parsed here; a larger one streams through wsproto.
-FAST_FRAME_LIMIT = 1 << 20
+#: The largest frame parsed here when messages have no size limit; a larger one streams
+#: through wsproto. With a limit, frames up to the limit are parsed here (a frame is held
+#: whole until complete, which the limit bounds anyway).
+FAST_FRAME_LIMIT = 64 << 20
 _FIN_TEXT = 0x81  # FIN set, no RSV bits, opcode 1 (text)
 _MASK_BIT = 0x80
 _INVALID_UTF8 = 1007
