@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import attrs
 import orjson
 
 from ._errors import EncodingError
+from ._methods import converter
 
 JSONDecodeError = orjson.JSONDecodeError
 loads = orjson.loads
@@ -27,12 +29,20 @@ def dumps(value: Any) -> bytes:
             outside 64 bits, a non-string key or an object JSON cannot represent.
     """
     try:
-        text = orjson.dumps(value)
+        text = orjson.dumps(value, default=_default)
     except TypeError as exc:
         raise EncodingError(f"value cannot be sent as JSON: {exc}") from None
     if b"null" in text and _has_non_finite(value):
         raise EncodingError("value cannot be sent as JSON: NaN and Infinity are not JSON")
     return text
+
+
+def _default(value: Any) -> Any:
+    # What orjson cannot write itself: attrs instances inside a value typed `Any`, which
+    # is then passed to orjson untouched instead of being copied by cattrs first.
+    if attrs.has(type(value)):
+        return converter.unstructure(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _has_non_finite(value: Any) -> bool:
@@ -46,4 +56,6 @@ def _has_non_finite(value: Any) -> bool:
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+        elif attrs.has(type(item)):
+            stack.append(converter.unstructure(item))
     return False

@@ -159,7 +159,9 @@ def unstructure_for(tp: Any) -> Unstructure:
     if tp in _PLAIN or tp is None or tp is type(None):
         return structure_for(tp)
     if tp is Any or tp is object:
-        return converter.unstructure
+        # Any JSON value goes to the codec as it is: `_json` turns the attrs instances it
+        # may hold into JSON itself, without cattrs copying every list and dict first.
+        return _identity
     return converter.get_unstructure_hook(tp)
 
 

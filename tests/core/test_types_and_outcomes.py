@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from session_core import (
+    EncodingError,
     ErrorResponseReceived,
     HandshakeRejected,
     InternalError,
@@ -25,6 +26,7 @@ from session_core import (
     ResponseReceived,
     SessionClosed,
     SessionError,
+    _json,
     parse_url,
     result_of,
 )
@@ -74,7 +76,10 @@ def test_attrs_values_round_trip() -> None:
     method = Method("m", request=list[Point], response=Point, error=Any)
     assert method.unstructure_request([Point(1, 2.0)]) == [{"x": 1, "y": 2.0}]
     assert method.structure_response({"x": 3, "y": 4}) == Point(3, 4.0)
-    assert method.unstructure_error(Point(0, 0)) == {"x": 0, "y": 0}  # Any: by runtime type
+    # Any: the value goes to the codec as it is, which writes attrs instances itself.
+    assert _json.dumps({"p": method.unstructure_error(Point(0, 0.5))}) == b'{"p":{"x":0,"y":0.5}}'
+    with pytest.raises(EncodingError):
+        _json.dumps([Point(0, float("nan"))])
     assert repr(method) == "Method('m', list[tests.core.test_types_and_outcomes.Point], Point, Any)"
 
 
