@@ -127,8 +127,11 @@ class Reject:
     """An upgrade hook's answer: refuse with an HTTP error; no session opens."""
 
     status_code: int = 403
+    "The HTTP status, 4xx or 5xx."
     body: bytes = b""
+    "The response body."
     headers: tuple[tuple[bytes | str, bytes | str], ...] = ()
+    "Extra response headers."
 
 
 class _Dropped:
@@ -279,7 +282,10 @@ class Connection:
         conn = cls(Role.CLIENT, now=now, config=config, methods=methods, wait_for_start=wait_for_start)
         extra = tuple((_bytes(k), _bytes(v)) for k, v in headers)
         conn.path, conn.host, conn.request_headers = target, host, extra
-        conn._out.append(conn._ws.start_client(host, target, extra, tuple(subprotocols)))
+        try:
+            conn._out.append(conn._ws.start_client(host, target, extra, tuple(subprotocols)))
+        except Exception as exc:  # h11 refuses a header name or value it cannot send
+            raise LocalProtocolError(f"invalid upgrade request: {exc}") from None
         return conn
 
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 Headers = tuple[tuple[bytes, bytes], ...]
+"""HTTP headers as `(name, value)` byte pairs, in order."""
 
 
 class Event:
@@ -54,7 +55,9 @@ class UpgradeRejected(Event):
     """Client: the server answered the upgrade with an HTTP response other than 101."""
 
     status_code: int
+    "The HTTP status of the response."
     headers: Headers
+    "The response's headers, names lower-cased."
     body: bytes
     "The response body (at most `Config.max_rejection_body` bytes)."
 
@@ -69,6 +72,7 @@ class RequestReceived(Event):
     request_id: int
     "The peer's id for this request: pass it to the answer."
     method: str
+    "The method's name."
     data: Any
     "The data, converted to the registered method's request type (raw JSON if untyped)."
 
@@ -78,6 +82,7 @@ class NotificationReceived(Event):
     """The peer sent a notification."""
 
     method: str
+    "The method's name."
     data: Any
     "The data, converted to the registered method's request type (raw JSON if unknown)."
 
@@ -87,7 +92,9 @@ class ResponseReceived(Event):
     """Our request was answered with a success."""
 
     request_id: int
+    "The id of our request this answers."
     method: str
+    "The method's name."
     result: Any
     "The result, converted to the method's response type."
 
@@ -102,10 +109,15 @@ class ErrorResponseReceived(Event):
     """
 
     request_id: int
+    "The id of our request this answers."
     method: str
+    "The method's name."
     error: Any
+    "The error value (typed by the method, or the raw protocol error object)."
     code: int | None = None
+    "The protocol error code, or `None` for a method's own error value."
     message: str | None = None
+    "The protocol error message, or `None`."
 
 
 @attrs.frozen(kw_only=True)
@@ -113,8 +125,11 @@ class InvalidResponseReceived(Event):
     """Our request was answered with a value that does not fit the method's types."""
 
     request_id: int
+    "The id of our request this answers."
     method: str
+    "The method's name."
     reason: str
+    "Why the value does not fit the method's type."
 
 
 @attrs.frozen(kw_only=True)
@@ -122,7 +137,9 @@ class RequestTimedOut(Event):
     """Our request got no answer in time; `$/cancel` went to the peer."""
 
     request_id: int
+    "The id of our request that timed out."
     method: str
+    "The method's name."
 
 
 @attrs.frozen(kw_only=True)
@@ -130,10 +147,13 @@ class RequestAborted(Event):
     """The connection ended (or began to close) before our request was answered."""
 
     request_id: int
+    "The id of our request that will get no answer."
     method: str
+    "The method's name."
     code: int
     "The close code that ended the session (see `ConnectionClosed`)."
     reason: str
+    "The close reason."
 
 
 @attrs.frozen(kw_only=True)
@@ -145,6 +165,7 @@ class CancelRequested(Event):
     """
 
     request_id: int
+    "The id of the peer's request it cancelled."
 
 
 @attrs.frozen(kw_only=True)
@@ -153,9 +174,13 @@ class RequestRejected(Event):
     invalid data). For the user's information: nothing is left to do."""
 
     request_id: int
+    "The peer's id of the request the connection answered."
     method: str
+    "The method's name."
     code: int
+    "The protocol error code sent (-32601 or -32602)."
     message: str
+    "The protocol error message sent."
 
 
 @attrs.frozen(kw_only=True)
@@ -167,7 +192,9 @@ class UnexpectedResponseReceived(Event):
     """
 
     request_id: int
+    "The id the answer carried."
     reason: str
+    '`"unknown id"`, `"timed out"` or `"cancelled"`.'
 
     @property
     def late(self) -> bool:
@@ -180,6 +207,7 @@ class InvalidMessageReceived(Event):
     """The peer sent a message that breaks the protocol; it was ignored. Not fatal."""
 
     reason: str
+    "What is wrong with the message (never its content)."
 
 
 @attrs.frozen(kw_only=True)
@@ -187,6 +215,7 @@ class PongReceived(Event):
     """A pong answered the ping that `send_ping()` returned `ping_id` for."""
 
     ping_id: int
+    "The id `send_ping()` returned."
 
 
 @attrs.frozen(kw_only=True)
@@ -199,4 +228,6 @@ class ConnectionClosed(Event):
     """
 
     code: int
+    "The close code (RFC 6455 section 7.4)."
     reason: str
+    "The close reason, possibly empty."

@@ -54,9 +54,11 @@ class WebSocketURL:
     """A parsed `ws://` or `wss://` URL."""
 
     secure: bool
+    "True for `wss://`."
     host: str
     "The host to dial (without brackets for IPv6)."
     port: int
+    "The port to dial (80 or 443 when the URL has none)."
     target: str
     "The path and query to request."
 

@@ -172,3 +172,13 @@ def test_eof_during_handshake_ends_the_connection() -> None:
     server.receive_data(b"GET / HTTP/1.1\r\n", 0.0)
     server.receive_eof()
     assert server.events() == [ConnectionClosed(code=1006, reason="connection lost")]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("Bad Name", "x"), ("X-Ok", "line\r\nbreak"), ("", "x")],
+    ids=["space", "crlf", "empty"],
+)
+def test_invalid_client_headers_raise_our_own_error(name: str, value: str) -> None:
+    with pytest.raises(LocalProtocolError):
+        Connection.client("h:1", "/", now=0.0, headers=[(name, value)])
