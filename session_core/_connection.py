@@ -881,7 +881,7 @@ class Connection:
             try:
                 data = method.structure_request(data)
             except Exception as exc:
-                message = f"invalid request data for {name}: {describe_error(exc)}"
+                message = f"invalid request data for {name}: {describe_error(exc, method.request)}"
                 self._reject_request(request_id, name, ErrorCode.INVALID_REQUEST_DATA, message)
                 return
             self._incoming[request_id] = method
@@ -902,7 +902,7 @@ class Connection:
             try:
                 data = method.structure_request(data)
             except Exception as exc:
-                reason = f"invalid data for notification {name}: {describe_error(exc)}"
+                reason = f"invalid data for notification {name}: {describe_error(exc, method.request)}"
                 self._events.append(InvalidMessageReceived(reason=reason))
                 return
         self._events.append(NotificationReceived(method=name, data=data))
@@ -932,7 +932,6 @@ class Connection:
             return
         if self._deadlines:
             self._deadlines.discard(request_id)
-        typed = isinstance(method, Method)
         name = method.name if isinstance(method, Method) else method
         event: Event
         try:
@@ -951,8 +950,10 @@ class Connection:
                 error = method.structure_error(payload) if isinstance(method, Method) else payload
                 event = ErrorResponseReceived(request_id=request_id, method=name, error=error)
         except Exception as exc:
-            assert typed
-            event = InvalidResponseReceived(request_id=request_id, method=name, reason=describe_error(exc))
+            assert isinstance(method, Method)
+            expected = method.response if kind is Kind.RESPONSE else method.error
+            reason = describe_error(exc, expected)
+            event = InvalidResponseReceived(request_id=request_id, method=name, reason=reason)
         self._events.append(event)
 
     def _handle_pong(self, payload: bytes) -> None:

@@ -257,8 +257,18 @@ class Method(Generic[Req, Resp, Err]):
         return f"Method({self.name!r}, {types})"
 
 
-def describe_error(exc: BaseException) -> str:
-    """A short, payload-free account of why a value did not fit its type."""
+def describe_error(exc: BaseException, tp: Any) -> str:
+    """A short account of why a value did not fit `tp`, which never quotes the value.
+
+    The value is the peer's: what it holds must not reach logs (an attrs validator's or an
+    Enum's message quotes it), so only the place and the expected type are told.
+    """
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]
+        return "; ".join(cattrs.transform_error(exc, format_exception=_without_value))[:300]
+    return _without_value(exc, tp)
+
+
+def _without_value(exc: BaseException, tp: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    return "invalid value" if tp is None else f"expected {_type_name(tp)}"

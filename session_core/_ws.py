@@ -207,20 +207,29 @@ class WebSocket:
             first, second = data[pos], data[pos + 1]
             length = second & 0x7F
             head = 2
+            minimal = True  # RFC 6455 5.2: "the minimal number of bytes MUST be used"
             if length == 126:
                 if end - pos < 4:
                     break
                 length = (data[pos + 2] << 8) | data[pos + 3]
                 head = 4
+                minimal = length >= 126
             elif length == 127:
                 if end - pos < 10:
                     break
                 length = int.from_bytes(data[pos + 2 : pos + 10], "big")
                 head = 10
+                minimal = length >= 1 << 16
             masked = second & _MASK_BIT
             if masked:
                 head += 4
-            if first == _FIN_TEXT and masked == expect_mask and length <= limit and not self._in_message:
+            if (
+                first == _FIN_TEXT
+                and masked == expect_mask
+                and length <= limit
+                and minimal
+                and not self._in_message
+            ):
                 stop = pos + head + length
                 if stop > end:
                     self._needed = stop - pos  # the rest, at most `limit` bytes, is on its way
@@ -290,10 +299,14 @@ class WebSocket:
                 handshake.receive_data(rest)  # not a 101: the rest is the response's body
                 events += handshake.handshake.events()
                 rest = b""
-        except _WsRemoteError as exc:
+        except Exception as exc:
+            # wsproto's RemoteProtocolError, and what slips past it: wsproto decodes some
+            # header values as ASCII and lets UnicodeDecodeError out. Either way the
+            # peer's handshake is bad, never our caller's problem.
             if not self._client:
-                self._pending_response = self._answer_bad_request(exc.event_hint)
-            yield HANDSHAKE_FAILED, str(exc)
+                hint = exc.event_hint if isinstance(exc, _WsRemoteError) else None
+                self._pending_response = self._answer_bad_request(hint)
+            yield HANDSHAKE_FAILED, str(exc) if isinstance(exc, _WsRemoteError) else "malformed header"
             return
         self.leftover = rest
         if self._client and handshake.connection is not None:
