@@ -30,31 +30,39 @@ async def connect(
 ) -> AsyncIterator[Session]:
     """Open a client session on a `ws://` or `wss://` URL.
 
-    An async context manager: the session is closed (code 1000) when the block ends::
+    An async context manager that yields the open `Session`::
 
         async with session_asyncio.connect("ws://127.0.0.1:8080/") as session:
             print(await session.request(add, AddArgs(2, 3)))
 
+    Leaving the block normally closes the session with 1000 and waits for the close
+    handshake (at most `Config.close_timeout`). Leaving it with an exception, or by
+    cancellation, sends a close frame with 1001 ("going away") without waiting, and the
+    exception propagates.
+
     Args:
-        url: `ws://host:port/path?query` or `wss://...`.
+        url: `ws://host:port/path?query` or `wss://...`; `host:port` is the `Host` header.
         headers: extra headers for the upgrade request (an `Origin`, credentials).
         subprotocols: subprotocols to offer, in order of preference.
         ssl_context: the TLS context for `wss://`; by default
-            `ssl.create_default_context()` (certificates and host name verified).
+            `ssl.create_default_context()` (certificate and host name verified).
         config: limits and timeouts of the session.
-        connect_timeout: seconds for the TCP connection, TLS and the WebSocket
-            handshake together (`None`: no limit but `Config.handshake_timeout`).
+        connect_timeout: seconds for the TCP connection, TLS and the WebSocket handshake
+            together (`None`: no limit but `Config.handshake_timeout`).
 
     Yields:
         The open `Session`.
 
     Raises:
+        OSError: the connection could not be made: refused, unreachable, unknown host, or
+            a failed TLS handshake (`ssl.SSLError`, such as `ssl.SSLCertVerificationError`).
+        TimeoutError: `connect_timeout` expired.
         HandshakeRejected: the server answered the upgrade with an HTTP error
             (`status_code`, `headers`, `body`).
-        HandshakeError: the handshake failed otherwise (the connection ended first).
-        TimeoutError: `connect_timeout` expired.
-        OSError: the connection could not be made (refused, TLS failure...).
-        LocalProtocolError: the URL is not a `ws://` or `wss://` URL.
+        HandshakeError: the WebSocket handshake failed otherwise (the connection ended
+            first, an invalid response, `Config.handshake_timeout`).
+        LocalProtocolError: the URL is not a usable `ws://` or `wss://` URL, or
+            `ssl_context` is given for a `ws://` URL.
     """
     target = parse_url(url)
     context: ssl.SSLContext | None = None
@@ -73,7 +81,7 @@ async def connect(
             server_hostname=target.host if context is not None else None,
         )
 
-    session = await _open(
+    async with _open_session(
         opener,
         host=target.host_header,
         target=target.target,
@@ -81,8 +89,7 @@ async def connect(
         subprotocols=subprotocols,
         config=config,
         connect_timeout=connect_timeout,
-    )
-    async with session:
+    ) as session:
         yield session
 
 
@@ -126,7 +133,7 @@ async def unix_connect(
             server_hostname="localhost" if ssl_context is not None else None,
         )
 
-    session = await _open(
+    async with _open_session(
         opener,
         host="localhost",
         target=url_path,
@@ -134,12 +141,12 @@ async def unix_connect(
         subprotocols=subprotocols,
         config=config,
         connect_timeout=connect_timeout,
-    )
-    async with session:
+    ) as session:
         yield session
 
 
-async def _open(
+@contextlib.asynccontextmanager
+async def _open_session(
     opener: _Opener,
     *,
     host: str,
@@ -148,23 +155,34 @@ async def _open(
     subprotocols: Iterable[str],
     config: Config | None,
     connect_timeout: float | None,
-) -> Session:
+) -> AsyncIterator[Session]:
     loop = asyncio.get_running_loop()
     conn = Connection.client(
-        host, target, now=loop.time(), headers=headers, subprotocols=subprotocols, config=config
+        host,
+        target,
+        now=loop.time(),
+        headers=headers,
+        subprotocols=subprotocols,
+        config=config,
+        methods=(),
+        wait_for_start=True,
     )
     session = Session(conn, loop)
-    opened = session._opened
-    assert opened is not None
     try:
         async with asyncio.timeout(connect_timeout):
             await opener(lambda: session._protocol)
-            await opened
+            await session._handshake_done
     except BaseException:
-        opened.cancel()  # nobody will read an outcome that arrives now
         session._abort()
         raise
-    # The user registers handlers before their first `await`; then what the server sent
-    # right after its 101 is processed.
-    loop.call_soon(session._release)
-    return session
+    if session._handshake_error is not None:
+        raise session._handshake_error
+    # The user registers handlers before their first `await`: then the connection delivers
+    # what the server sent after its 101.
+    loop.call_soon(session._start)
+    try:
+        yield session
+    except BaseException:
+        session._going_away()
+        raise
+    await session.close()

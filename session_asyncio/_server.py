@@ -6,22 +6,18 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 from session_core import Config, Connection, SessionClosed
 
-from ._session import Session, UpgradeHook
+from ._session import GOING_AWAY, Session, UpgradeHook
 
 __all__ = ["OnSession", "Server", "serve", "unix_serve"]
 
 logger = logging.getLogger("session_asyncio")
 
-OnSession = Callable[[Session], Awaitable[None]]
+OnSession: TypeAlias = Callable[[Session], Awaitable[object]]
 """`async def on_session(session) -> None`, called once for each new session."""
-
-#: Close code and reason sent to every session when the server shuts down.
-GOING_AWAY = 1001
-_SHUTDOWN_REASON = "server shutting down"
 
 
 class Server:
@@ -78,7 +74,7 @@ class Server:
         if self._server is not None:
             self._server.close()
         for session in list(self._sessions):
-            session._start_close(GOING_AWAY, _SHUTDOWN_REASON)
+            session._start_close(GOING_AWAY, "going away")
         for task in self._tasks:
             task.cancel()
         if not self._closed.done():
@@ -120,7 +116,7 @@ class Server:
 
     def _make_protocol(self) -> asyncio.Protocol:
         loop = self._loop
-        conn = Connection.server(now=loop.time(), config=self._config)
+        conn = Connection.server(now=loop.time(), config=self._config, methods=(), wait_for_start=True)
         session = Session(
             conn,
             loop,
@@ -136,20 +132,24 @@ class Server:
         # TLS handshake fails never reaches `connection_made` nor `connection_lost`.
         self._sessions.add(session)
         if self._closing:
-            session._start_close(GOING_AWAY, _SHUTDOWN_REASON)
+            session._start_close(GOING_AWAY, "going away")
 
     def _open(self, session: Session) -> None:
         task = self._loop.create_task(self._run(session))
-        if not task.done():
+        if not task.done():  # an eager task factory may have run it to its end already
             self._tasks.add(task)
+            # A callback, not a `finally` in `_run`: a task cancelled before its first step
+            # never runs its coroutine.
+            task.add_done_callback(self._tasks.discard)
 
     def _finished(self, session: Session) -> None:
         self._sessions.discard(session)
 
     async def _run(self, session: Session) -> None:
-        # Feed what the client sent after its upgrade request once `on_session` had its
-        # first turn (and registered its handlers): this callback runs after that turn.
-        self._loop.call_soon(session._release)
+        # The connection delivers what the client sent after its upgrade request once
+        # `on_session` had its first turn (and registered its handlers): this callback
+        # runs after that turn.
+        self._loop.call_soon(session._start)
         try:
             await self._on_session(session)
         except SessionClosed:
@@ -157,8 +157,6 @@ class Server:
         except Exception:
             logger.exception("on_session failed; closing the session with 1011")
             session._start_close(1011, "internal error")
-        finally:
-            self._tasks.discard(asyncio.current_task())
 
 
 async def serve(

@@ -13,11 +13,18 @@ Once 64 KiB wait, the pump runs at once, so that write flow control still bounds
 sends in a loop without yielding.
 
 Handlers are registered on an open session, but a peer may send its first messages in the
-same read as the handshake (the 101 and a `welcome` notification, say). The connection
-types messages as it parses them, so the session feeds it only up to the end of the HTTP
-head and holds the rest (and reads nothing more) until the user had one turn of the loop
-to register handlers: the `async with connect(...)` body, or `on_session`, up to its first
-`await`. session-rs makes the same point explicit with `session.start_receiver()`.
+same read as the handshake (the 101 and a `welcome` notification, say). The connection is
+built with `wait_for_start`: it holds every message after the handshake, and the session
+reads nothing more, until `Connection.start()`, which the session calls once the user had
+one turn of the loop to register handlers (the `async with connect(...)` body, or
+`on_session`, up to its first `await`).
+
+Notifications reach their handlers one at a time, in arrival order, through one task that
+runs while any wait. At most `MAX_QUEUED_NOTIFICATIONS` wait: at the bound the session stops
+reading, as the connection does at `Config.max_incoming_requests` requests in flight. When
+the connection is over, the request handlers are cancelled (their answers can no longer go
+out), while the notifications received before the end still reach their handlers, for at
+most `TEARDOWN_GRACE`.
 """
 
 from __future__ import annotations
@@ -29,32 +36,29 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
 from typing import Any, TypeAlias, TypeVar, cast, overload
 
 from session_core import (
+    OUTCOMES,
     Accept,
     CancelRequested,
     Connection,
     ConnectionClosed,
     ErrorCode,
-    ErrorResponseReceived,
     Event,
     HandshakeAccepted,
     HandshakeError,
     HandshakeRejected,
+    Headers,
     InvalidMessageReceived,
-    InvalidResponseReceived,
     LocalProtocolError,
     Method,
     NotificationReceived,
     PongReceived,
     Reject,
-    RequestAborted,
     RequestReceived,
     RequestRejected,
-    RequestTimedOut,
-    ResponseReceived,
-    Role,
     SessionClosed,
     State,
     UnexpectedResponseReceived,
@@ -62,7 +66,6 @@ from session_core import (
     UpgradeRequested,
     result_of,
 )
-from session_core._events import Headers
 
 __all__ = ["NotificationHandler", "RequestHandler", "Session", "UpgradeHook"]
 
@@ -73,18 +76,26 @@ Resp = TypeVar("Resp")
 
 RequestHandler: TypeAlias = Callable[[Req], Awaitable[Resp]]
 """`async def handler(data: Req) -> Resp`: serves one method's requests."""
-NotificationHandler: TypeAlias = Callable[[Req], Awaitable[None]]
+NotificationHandler: TypeAlias = Callable[[Req], Awaitable[object]]
 """`async def handler(data: Req) -> None`: receives one method's notifications."""
 Decision: TypeAlias = Accept | Reject | None
 UpgradeHook: TypeAlias = Callable[[UpgradeRequested, Any], Decision | Awaitable[Decision]]
 """`on_upgrade(request, remote_address)`, sync or async: `Accept`, `Reject` or `None` (accept)."""
 
+#: Notifications received and not yet handed to their handler, at most; at the bound the
+#: session stops reading (one read more may arrive before it does).
+MAX_QUEUED_NOTIFICATIONS = 128
+#: Seconds that the notifications received before the end of a session have to reach
+#: their handlers, once it has ended.
+TEARDOWN_GRACE = 1.0
+#: The code a session sends when it leaves without a close handshake, and at server
+#: shutdown (RFC 6455 7.4.1, "going away").
+GOING_AWAY = 1001
+
 # How many bytes sent from tasks may wait for the scheduled pump before one is forced: it
 # bounds what bypasses write flow control when a task sends in a loop without yielding.
 # (asyncio's default high-water mark.)
 _MAX_UNFLUSHED = 64 * 1024
-# How far to read into the stream to find the end of the HTTP head before giving up.
-_MAX_HEAD = 64 * 1024
 # Grace for the transport to flush its last bytes after we closed it, when the connection
 # has no close timeout of its own.
 _DEFAULT_ABORT_DELAY = 10.0
@@ -131,6 +142,11 @@ class Session:
     Register handlers before the first `await` after the session is handed to you (in the
     `async with connect(...)` body, or at the top of `on_session`): the session holds what
     the peer sends until then, so that no early message misses its handler.
+
+    Closing: leave `async with session`, or call `close()`. When the session ends, every
+    `request()` still waiting fails at once with `SessionClosed` and the request handlers
+    are cancelled; the notifications received before the end still reach their handlers,
+    for at most `TEARDOWN_GRACE` seconds.
     """
 
     def __init__(
@@ -153,19 +169,21 @@ class Session:
         self._on_made = on_made
         self._on_open = on_open
         self._on_finished = on_finished
-        # Our requests and pings waiting for their outcome.
-        self._waiters: dict[int, asyncio.Future[Any]] = {}
+        # Our requests (waiting for their outcome event) and pings.
+        self._waiters: dict[int, asyncio.Future[Event]] = {}
         self._pings: dict[int, asyncio.Future[float]] = {}
         # Handlers: by method name, then the tasks running them.
         self._request_handlers: dict[str, RequestHandler[Any, Any]] = {}
         self._notification_handlers: dict[str, NotificationHandler[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._in_flight: dict[int, asyncio.Task[Any] | None] = {}
-        # The handshake (client) and the end.
-        self._opened: asyncio.Future[None] | None = None
-        if conn.role is Role.CLIENT:
-            self._opened = loop.create_future()
-        self._close_event: ConnectionClosed | None = None
+        # Notifications waiting for their handler, and the task that delivers them.
+        self._notifications: list[tuple[NotificationHandler[Any], str, Any]] = []
+        self._notifier: asyncio.Task[None] | None = None
+        # The handshake and the end.
+        self._handshake_done: asyncio.Future[None] = loop.create_future()
+        self._handshake_error: HandshakeError | None = None
+        self._started = False
         self._lost: asyncio.Future[None] = loop.create_future()
         # Transport state.
         self._can_write = False
@@ -173,10 +191,6 @@ class Session:
         self._writers: list[asyncio.Future[None]] = []
         self._reading_paused = False
         self._abort_handle: asyncio.TimerHandle | None = None
-        # Input held back by the adapter: the stream is fed to the connection only up to
-        # the end of the HTTP head, then held until the user could register handlers.
-        self._head: bytearray | None = bytearray()
-        self._held: list[bytes] | None = None
         # The pump.
         self._pumping = False
         self._flush_scheduled = False
@@ -184,20 +198,12 @@ class Session:
         self._unflushed_size = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        outcome = self._on_outcome
         self._event_handlers: dict[type[Event], Callable[[Any], None]] = {
-            ResponseReceived: self._on_response,
+            **dict.fromkeys(OUTCOMES, self._on_outcome),
             RequestReceived: self._on_request,
             NotificationReceived: self._on_notification,
-            ErrorResponseReceived: outcome,
-            InvalidResponseReceived: outcome,
-            RequestTimedOut: outcome,
-            RequestAborted: outcome,
             CancelRequested: self._on_cancel_requested,
             PongReceived: self._on_pong,
-            RequestRejected: self._on_request_rejected,
-            UnexpectedResponseReceived: self._on_unexpected_response,
-            InvalidMessageReceived: self._on_invalid_message,
             UpgradeRequested: self._on_upgrade_requested,
             HandshakeAccepted: self._on_handshake_accepted,
             UpgradeRejected: self._on_upgrade_rejected,
@@ -207,8 +213,27 @@ class Session:
     # -- properties ------------------------------------------------------------------
 
     @property
+    def closed(self) -> bool:
+        """Whether the session has ended (the close handshake is over or the connection lost)."""
+        return self._conn.state is State.CLOSED
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code that ended the session (`None` until it has ended).
+
+        The peer's code when it closed first, ours when we did; 1005 for a close frame
+        without a code (how session-rs closes), 1006 for a connection lost without one.
+        """
+        return self._conn.close_code if self.closed else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The reason that came with `close_code` (`None` until the session has ended)."""
+        return self._conn.close_reason if self.closed else None
+
+    @property
     def path(self) -> str:
-        """The request target of the handshake, such as `/chat?room=1`."""
+        """The request target of the opening handshake, such as `/chat?room=1`."""
         return self._conn.path
 
     @property
@@ -228,27 +253,95 @@ class Session:
 
     @property
     def remote_address(self) -> Any:
-        """The peer's address, as the transport gives it (`(host, port)` for TCP)."""
+        """The peer's socket address (`(host, port)` over TCP), or `None` if unknown."""
         return self._remote_address
 
-    @property
-    def closed(self) -> bool:
-        """True once the session has ended (the close handshake is over, or the link lost)."""
-        return self._close_event is not None
+    # -- messages --------------------------------------------------------------------
 
-    @property
-    def close_code(self) -> int | None:
-        """The close code that ended the session (`None` while it lasts).
+    @overload
+    async def request(
+        self, method: Method[Req, Resp, Any], data: Req, *, timeout: float | None = None
+    ) -> Resp: ...
+    @overload
+    async def request(self, method: str, data: Any, *, timeout: float | None = None) -> Any: ...
+    async def request(
+        self, method: Method[Any, Any, Any] | str, data: Any, *, timeout: float | None = None
+    ) -> Any:
+        """Call `method` on the peer and return its typed response.
 
-        1005 is a close frame without a code (as session-rs closes), 1006 a connection lost
-        without any close frame.
+        Args:
+            method: a `Method` (typed), or a method name (raw JSON in and out).
+            data: the request data, of the method's request type.
+            timeout: seconds to wait for the answer (default `Config.request_timeout`).
+
+        Returns:
+            The response, converted to the method's response type.
+
+        Raises:
+            RemoteError: the peer answered with an error response; `error` holds the value,
+                typed with the method's error type. Protocol errors raise its subclasses
+                `MethodNotFound`, `InvalidRequestData`, `InternalError`, `RequestCancelled`.
+            InvalidResponse: the answer does not fit the method's types.
+            TimeoutError: no answer within `timeout`; the peer was sent `$/cancel`.
+            SessionClosed: the session ended before the answer, or had ended already.
+            EncodingError: `data` cannot be sent.
+            TooManyPendingRequests: `Config.max_pending_requests` requests already wait.
+
+        Cancelling the calling task gives the request up: the peer is sent `$/cancel`.
         """
-        return None if self._close_event is None else self._close_event.code
+        loop = self._loop
+        request_id = self._conn.send_request(method, data, now=loop.time(), timeout=timeout)
+        future: asyncio.Future[Event] = loop.create_future()
+        self._waiters[request_id] = future
+        self._kick()
+        try:
+            outcome = await future
+        except asyncio.CancelledError:
+            if self._waiters.pop(request_id, None) is not None and self._conn.cancel_request(request_id):
+                self._kick()
+            raise
+        return result_of(outcome)
 
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason that ended the session (`None` while it lasts)."""
-        return None if self._close_event is None else self._close_event.reason
+    @overload
+    async def notify(self, method: Method[Req, Any, Any], data: Req) -> None: ...
+    @overload
+    async def notify(self, method: str, data: Any) -> None: ...
+    async def notify(self, method: Method[Any, Any, Any] | str, data: Any) -> None:
+        """Send a notification (never answered).
+
+        Waits while the transport's write buffer is full (write flow control), so that a
+        fast sender cannot outrun the socket.
+
+        Raises:
+            SessionClosed: the session is closing or closed.
+            EncodingError: `data` cannot be sent.
+        """
+        if self._write_paused:
+            await self._wait_writable()
+        self._conn.send_notification(method, data)
+        self._kick()
+
+    async def ping(self) -> float:
+        """Send a ping and wait for its pong.
+
+        Returns:
+            The round-trip time, in seconds.
+
+        Raises:
+            SessionClosed: the session is closing or closed, or ended before the pong.
+        """
+        ping_id = self._conn.send_ping()
+        future: asyncio.Future[float] = self._loop.create_future()
+        self._pings[ping_id] = future
+        # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds.
+        sent_at = time.perf_counter()
+        self._pump()  # at once: the round trip is the point
+        try:
+            return await future - sent_at
+        except asyncio.CancelledError:
+            if self._pings.pop(ping_id, None) is None and not future.cancelled():
+                future.exception()  # the session ended at the same time: mark it retrieved
+            raise
 
     # -- handlers --------------------------------------------------------------------
 
@@ -261,26 +354,23 @@ class Session:
         self, method: Method[Req, Resp, Any], handler: RequestHandler[Req, Resp]
     ) -> RequestHandler[Req, Resp]: ...
     def on_request(
-        self, method: Method[Req, Resp, Any], handler: RequestHandler[Req, Resp] | None = None
-    ) -> RequestHandler[Req, Resp] | Callable[[RequestHandler[Req, Resp]], RequestHandler[Req, Resp]]:
-        """Serve `method`: `async def handler(data) -> response` answers each request.
+        self, method: Method[Any, Any, Any], handler: RequestHandler[Any, Any] | None = None
+    ) -> Any:
+        """Serve `method`: `handler(data)` answers each of the peer's requests for it.
 
-        Use it as a decorator (`@session.on_request(add)`) or call it with the handler. The
-        handler runs in its own task, concurrently with others (up to
-        `Config.max_incoming_requests` at once). Raise `MethodError(value)` to answer with
-        an error value of the method's error type; any other exception answers -32603 and
-        is logged. A handler registered again for the same method replaces the first.
-        Requests for methods with no handler are answered -32601 by the session.
+        Use it as a decorator (`@session.on_request(add)`) or call it with the handler.
+        The handler is `async def handler(data) -> response`; it runs in a task of its own,
+        concurrently with others (at most `Config.max_incoming_requests` at once). It
+        fails with the method's error type by raising `MethodError(error)`; any other
+        exception is logged and answered with -32603 (internal error). It is cancelled
+        when the peer cancels the request or the session ends. A handler registered again
+        for the same method replaces the first.
 
-        Args:
-            method: the method to serve; its requests arrive as its request type.
-            handler: the handler; omit it to get a decorator.
-
-        Returns:
-            The handler (or a decorator that registers its argument and returns it).
+        Requests for methods with no handler are answered with -32601, and requests whose
+        data does not fit with -32602, before any handler.
         """
 
-        def register(handler: RequestHandler[Req, Resp]) -> RequestHandler[Req, Resp]:
+        def register(handler: RequestHandler[Any, Any]) -> RequestHandler[Any, Any]:
             self._conn.add_method(method)
             self._request_handlers[method.name] = handler
             return handler
@@ -296,138 +386,42 @@ class Session:
         self, method: Method[Req, Any, Any], handler: NotificationHandler[Req]
     ) -> NotificationHandler[Req]: ...
     def on_notification(
-        self, method: Method[Req, Any, Any], handler: NotificationHandler[Req] | None = None
-    ) -> NotificationHandler[Req] | Callable[[NotificationHandler[Req]], NotificationHandler[Req]]:
-        """Receive `method`'s notifications with `async def handler(data) -> None`.
+        self, method: Method[Any, Any, Any], handler: NotificationHandler[Any] | None = None
+    ) -> Any:
+        """Handle the peer's notifications for `method` with `handler(data)`.
 
-        Use it as a decorator or call it with the handler. Each notification runs the
-        handler in its own task; an exception is logged and the session goes on.
-        Notifications with no handler are logged at debug level and dropped.
-
-        Args:
-            method: the method whose notifications to receive (data of its request type).
-            handler: the handler; omit it to get a decorator.
-
-        Returns:
-            The handler (or a decorator that registers its argument and returns it).
+        Use it as a decorator or call it with the handler. The handler is
+        `async def handler(data) -> None`. Notifications reach their handlers one at a
+        time, in the order they arrived: a handler that must not hold up the next one
+        starts a task of its own. An exception from a handler is logged and the session
+        goes on. Notifications nobody handles are dropped (logged at debug level).
         """
 
-        def register(handler: NotificationHandler[Req]) -> NotificationHandler[Req]:
+        def register(handler: NotificationHandler[Any]) -> NotificationHandler[Any]:
             self._conn.add_method(method, requests=False)
             self._notification_handlers[method.name] = handler
             return handler
 
         return register if handler is None else register(handler)
 
-    # -- commands --------------------------------------------------------------------
-
-    @overload
-    async def request(
-        self, method: Method[Req, Resp, Any], data: Req, *, timeout: float | None = None
-    ) -> Resp: ...
-    @overload
-    async def request(self, method: str, data: Any, *, timeout: float | None = None) -> Any: ...
-    async def request(
-        self, method: Method[Any, Any, Any] | str, data: Any, *, timeout: float | None = None
-    ) -> Any:
-        """Call `method` on the peer and return its response.
-
-        Args:
-            method: a `Method` (typed: `data` and the result have its types), or a method
-                name (raw JSON in and out).
-            data: the request data.
-            timeout: seconds to wait for the answer (default `Config.request_timeout`,
-                none by default); on expiry the peer gets `$/cancel`.
-
-        Returns:
-            The response, converted to the method's response type.
-
-        Raises:
-            RemoteError: the peer answered with an error response (`error` holds the
-                value, of the method's error type); a `RemoteProtocolError` subclass
-                (`MethodNotFound`, `InvalidRequestData`, `InternalError`,
-                `RequestCancelled`) for a protocol error object.
-            InvalidResponse: the answer does not fit the method's types.
-            TimeoutError: no answer in time.
-            SessionClosed: the session ended (or was already closed) first.
-            EncodingError: `data` cannot be sent.
-            TooManyPendingRequests: `Config.max_pending_requests` is reached.
-
-        Cancelling the awaiting task gives the request up: the peer gets `$/cancel`.
-        """
-        if self._write_paused:
-            await self._wait_writable()
-        loop = self._loop
-        request_id = self._conn.send_request(method, data, now=loop.time(), timeout=timeout)
-        future: asyncio.Future[Any] = loop.create_future()
-        self._waiters[request_id] = future
-        self._kick()
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if self._waiters.pop(request_id, None) is not None:
-                if self._conn.cancel_request(request_id):
-                    self._kick()
-            elif future.done() and not future.cancelled():
-                future.exception()  # the outcome lost the race: mark it retrieved
-            raise
-
-    async def notify(self, method: Method[Req, Any, Any] | str, data: Req) -> None:
-        """Send a notification (never answered).
-
-        Waits while the transport's write buffer is full (write flow control).
-
-        Args:
-            method: a `Method` (data of its request type) or a method name (raw JSON).
-            data: the notification data.
-
-        Raises:
-            SessionClosed: the session is closing or closed.
-            EncodingError: `data` cannot be sent.
-        """
-        if self._write_paused:
-            await self._wait_writable()
-        self._conn.send_notification(method, data)
-        self._kick()
-
-    async def ping(self) -> float:
-        """Send a ping and wait for its pong.
-
-        Returns:
-            The round-trip time in seconds.
-
-        Raises:
-            SessionClosed: the session ended before the pong arrived.
-        """
-        ping_id = self._conn.send_ping()
-        future: asyncio.Future[float] = self._loop.create_future()
-        self._pings[ping_id] = future
-        # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds.
-        sent_at = time.perf_counter()
-        self._pump()  # at once: the round trip is the point
-        try:
-            return await future - sent_at
-        except asyncio.CancelledError:
-            self._pings.pop(ping_id, None)
-            raise
+    # -- closing ---------------------------------------------------------------------
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the session and wait until it has ended.
+        """Close the session and wait for it to end.
 
-        Starts the close handshake (the peer's close frame is awaited at most
-        `Config.close_timeout`), fails the requests still waiting with `SessionClosed`,
-        cancels the running handlers and waits for them. Closing a closed session does
-        nothing.
+        The wait for the peer's close frame is bounded by `Config.close_timeout`. Requests
+        still waiting fail at once with `SessionClosed`; the handlers are cancelled when the
+        session ends, and waited for. Closing a closed session does nothing.
 
-        Args:
-            code: the close code (1000 a normal end; 3000-4999 for applications).
-            reason: a short text (at most 123 bytes of UTF-8).
+        Raises:
+            LocalProtocolError: `code` is not a code one may send, or `reason` is over
+                123 bytes of UTF-8.
         """
         self._start_close(code, reason)
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
-        """Wait until the session has ended and its handler tasks are finished."""
+        """Wait until the session has ended, its transport is closed and its handlers are done."""
         if not self._lost.done():
             await asyncio.wait((self._lost,))
         current = asyncio.current_task()
@@ -438,25 +432,43 @@ class Session:
     async def __aenter__(self) -> Session:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<Session {self._conn.role.value} {self._conn.state.value} remote={self._remote_address!r}>"
+        return f"<Session {self._conn.role.value} {self._conn.state.value} {self._remote_address!r}>"
 
-    # -- internal: commands -----------------------------------------------------------
+    # -- internal: commands (for connect and serve) ------------------------------------
+
+    def _start(self) -> None:
+        """Deliver what the peer sent after the handshake: handlers are registered by now."""
+        self._started = True
+        self._conn.start()
+        self._pump()
 
     def _start_close(self, code: int, reason: str) -> None:
         self._conn.close(code, reason, now=self._loop.time())
-        self._cancel_tasks()
         self._pump()
+
+    def _going_away(self) -> None:
+        """Leave at once (the `connect` block raised): send a close frame with 1001, close
+        the transport without waiting for the peer's, and cancel the handlers."""
+        if self._conn.state is State.OPEN:
+            self._conn.close(GOING_AWAY, "going away", now=self._loop.time())
+        self._pump()
+        if self._transport is not None and self._can_write:
+            self._close_transport(self._transport)
+        self._notifications.clear()
+        self._cancel_tasks(grace=False)
 
     def _abort(self) -> None:
         """Drop the connection at once, without a close handshake."""
         if self._transport is not None and self._can_write:
             self._can_write = False
             self._transport.abort()
-        self._conn.close(1000, now=self._loop.time())  # ends a connection still in its handshake
+        self._conn.close(now=self._loop.time())  # ends a connection still in its handshake
         self._pump()
 
     def _kick(self) -> None:
@@ -491,24 +503,34 @@ class Session:
             if not future.done():
                 future.set_result(None)
 
-    def _cancel_tasks(self) -> None:
-        # The answers of handlers still running would be dropped: stop them.
+    def _cancel_tasks(self, *, grace: bool) -> None:
+        """Stop the handlers: the session has ended, their answers would be dropped.
+
+        With `grace`, the notifications received before the end still reach their handlers
+        for `TEARDOWN_GRACE` seconds.
+        """
         self._in_flight.clear()
         current = asyncio.current_task(self._loop)
         for task in self._tasks:
-            if task is not current:
+            if task is current:
+                continue
+            if grace and task is self._notifier:
+                self._loop.call_later(TEARDOWN_GRACE, task.cancel)
+            else:
                 task.cancel()
-
-    def _task_done(self) -> None:
-        self._tasks.discard(asyncio.current_task())
-        if self._on_finished is not None and not self._tasks:
-            self._check_finished()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self._loop.create_task(coro)
         if not task.done():  # an eager task factory may have run it to its end already
             self._tasks.add(task)
+            # A callback, not a `finally` in the coroutine: a task cancelled before its
+            # first step never runs its coroutine.
+            task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._check_finished()
 
     # -- internal: the pump -------------------------------------------------------------
 
@@ -523,7 +545,7 @@ class Session:
             events = conn.events()
             while events:
                 for event in events:
-                    handlers.get(type(event), self._on_other_event)(event)
+                    handlers.get(type(event), self._log_event)(event)
                 events = conn.events()
             transport = self._transport
             if transport is None:
@@ -540,7 +562,12 @@ class Session:
                 if conn.should_close_transport:
                     self._close_transport(transport)
                 else:
-                    paused = conn.reading_paused or self._held is not None
+                    paused = (
+                        conn.reading_paused
+                        or len(self._notifications) >= MAX_QUEUED_NOTIFICATIONS
+                        # Until `start()` the connection holds what the peer sends.
+                        or (not self._started and conn.state in (State.UPGRADE_REQUESTED, State.OPEN))
+                    )
                     if paused is not self._reading_paused:
                         self._reading_paused = paused
                         if paused:
@@ -587,57 +614,10 @@ class Session:
         self._pump()
 
     def _data_received(self, data: bytes) -> None:
-        held = self._held
-        if held is not None:
-            held.append(data)
-            return
-        if self._head is not None:
-            self._receive_head(data)
-            return
         self._conn.receive_data(data, self._loop.time())
         self._pump()
 
-    def _receive_head(self, data: bytes) -> None:
-        # Feed the connection the HTTP head only: what follows it waits in `_held` until
-        # the user could register handlers (see the module's docstring).
-        head = self._head
-        assert head is not None
-        start = max(0, len(head) - 3)
-        head += data
-        end = head.find(b"\r\n\r\n", start)
-        conn = self._conn
-        if end < 0:
-            if len(head) > _MAX_HEAD:
-                self._head = None  # not HTTP as we know it: let the connection judge
-            conn.receive_data(data, self._loop.time())
-            self._pump()
-            return
-        self._head = None
-        split = end + 4 - (len(head) - len(data))
-        rest = data[split:]
-        self._held = [rest] if rest else []
-        conn.receive_data(data[:split], self._loop.time())
-        self._pump()
-        state = conn.state
-        if state is State.HANDSHAKING:  # a rejection whose body follows the head
-            self._release()
-        elif state is State.CLOSED:
-            self._held = None
-
-    def _release(self) -> None:
-        """Feed the input held since the handshake (handlers are registered by now)."""
-        held = self._held
-        if held is None:
-            return
-        self._held = None
-        if len(held) == 1:
-            self._conn.receive_data(held[0], self._loop.time())
-        elif held:
-            self._conn.receive_data(b"".join(held), self._loop.time())
-        self._pump()
-
     def _eof_received(self) -> None:
-        self._release()
         self._conn.receive_eof()
         self._pump()
 
@@ -646,7 +626,6 @@ class Session:
         if self._abort_handle is not None:
             self._abort_handle.cancel()
             self._abort_handle = None
-        self._held = None
         self._conn.receive_eof()
         self._pump()
         if self._timer is not None:
@@ -665,32 +644,16 @@ class Session:
 
     # -- internal: events ------------------------------------------------------------------
 
-    def _on_response(self, event: ResponseReceived) -> None:
+    def _on_outcome(self, event: Any) -> None:
+        # One of `OUTCOMES`: `request()` turns it into its result or exception.
         future = self._waiters.pop(event.request_id, None)
         if future is not None and not future.done():
-            future.set_result(event.result)
-
-    def _on_outcome(
-        self, event: ErrorResponseReceived | InvalidResponseReceived | RequestTimedOut | RequestAborted
-    ) -> None:
-        future = self._waiters.pop(event.request_id, None)
-        if future is None or future.done():
-            return
-        try:
-            future.set_result(result_of(event))
-        except Exception as exc:
-            future.set_exception(exc)
+            future.set_result(event)
 
     def _on_request(self, event: RequestReceived) -> None:
         request_id = event.request_id
-        handler = self._request_handlers.get(event.method)
-        if handler is None:
-            # An untyped connection (no request handler registered at all) lets every
-            # request through: answer it as the typed one would have.
-            self._conn.send_protocol_error(
-                request_id, ErrorCode.METHOD_NOT_FOUND, f"method not found: {event.method}"
-            )
-            return
+        # The connection is typed (built with `methods=()`): only registered methods get here.
+        handler = self._request_handlers[event.method]
         self._in_flight[request_id] = None
         task = self._spawn(self._serve_request(request_id, handler, event.data))
         if request_id in self._in_flight:
@@ -699,44 +662,47 @@ class Session:
     async def _serve_request(self, request_id: int, handler: RequestHandler[Any, Any], data: Any) -> None:
         conn = self._conn
         try:
-            try:
-                result = await handler(data)
-            except asyncio.CancelledError:
-                if self._in_flight.pop(request_id, _GONE) is not _GONE and conn.state is State.OPEN:
-                    # Cancelled by neither the peer's `$/cancel` nor the session's end (both
-                    # take the request out of `_in_flight` first): it still needs an answer.
-                    conn.send_protocol_error(request_id, ErrorCode.REQUEST_CANCELLED, "request cancelled")
-                    self._kick()
-                raise
-            except Exception as exc:
-                if self._write_paused:
-                    await self._wait_writable()
-                if self._in_flight.pop(request_id, _GONE) is not _GONE:
-                    conn.send_outcome(request_id, exception=exc)
-                    self._kick()
-            else:
-                if self._write_paused:
-                    await self._wait_writable()
-                if self._in_flight.pop(request_id, _GONE) is not _GONE:
-                    conn.send_outcome(request_id, result=result)
-                    self._kick()
-        finally:
-            self._task_done()
+            result = await handler(data)
+        except asyncio.CancelledError:
+            if self._in_flight.pop(request_id, _GONE) is not _GONE and conn.state is State.OPEN:
+                # Cancelled by neither the peer's `$/cancel` nor the session's end (both take
+                # the request out of `_in_flight` first): it still needs an answer.
+                conn.send_protocol_error(request_id, ErrorCode.REQUEST_CANCELLED, "request cancelled")
+                self._kick()
+            raise
+        except Exception as exc:
+            if self._write_paused:
+                await self._wait_writable()
+            if self._in_flight.pop(request_id, _GONE) is not _GONE:
+                conn.send_outcome(request_id, exception=exc)
+                self._kick()
+        else:
+            if self._write_paused:
+                await self._wait_writable()
+            if self._in_flight.pop(request_id, _GONE) is not _GONE:
+                conn.send_outcome(request_id, result=result)
+                self._kick()
 
     def _on_notification(self, event: NotificationReceived) -> None:
         handler = self._notification_handlers.get(event.method)
         if handler is None:
             logger.debug("notification %r has no handler: dropped", event.method)
             return
-        self._spawn(self._serve_notification(event.method, handler, event.data))
+        self._notifications.append((handler, event.method, event.data))
+        if self._notifier is None or self._notifier.done():
+            self._notifier = self._spawn(self._deliver_notifications())
 
-    async def _serve_notification(self, method: str, handler: NotificationHandler[Any], data: Any) -> None:
-        try:
-            await handler(data)
-        except Exception:
-            logger.exception("handler of notification %r failed", method)
-        finally:
-            self._task_done()
+    async def _deliver_notifications(self) -> None:
+        # One task at a time delivers the notifications, in order; it ends when none wait.
+        queue = self._notifications
+        while queue:
+            handler, method, data = queue.pop(0)
+            if len(queue) == MAX_QUEUED_NOTIFICATIONS - 1:
+                self._kick()  # under the bound again: the pump resumes reading
+            try:
+                await handler(data)
+            except Exception:
+                logger.exception("handler of notification %r failed", method)
 
     def _on_cancel_requested(self, event: CancelRequested) -> None:
         # The connection already answered -32800: stop the handler.
@@ -749,20 +715,16 @@ class Session:
         if future is not None and not future.done():
             future.set_result(time.perf_counter())
 
-    def _on_request_rejected(self, event: RequestRejected) -> None:
-        logger.debug("request %d (%s) rejected: %s", event.request_id, event.method, event.message)
-
-    def _on_unexpected_response(self, event: UnexpectedResponseReceived) -> None:
-        if event.reason == "unknown id":
-            logger.warning("answer to unknown request id %d ignored", event.request_id)
-        else:  # a late answer to a request we gave up: routine
-            logger.debug("late answer to request %d (%s) ignored", event.request_id, event.reason)
-
-    def _on_invalid_message(self, event: InvalidMessageReceived) -> None:
-        logger.warning("invalid message ignored: %s", event.reason)
-
-    def _on_other_event(self, event: Event) -> None:  # pragma: no cover - a newer core
-        logger.debug("event ignored: %r", event)
+    def _log_event(self, event: Event) -> None:
+        if isinstance(event, InvalidMessageReceived):
+            logger.warning("invalid message ignored: %s", event.reason)
+        elif isinstance(event, UnexpectedResponseReceived):
+            if event.late:  # an answer to a request we gave up: routine
+                logger.debug("late answer to request %d (%s) ignored", event.request_id, event.reason)
+            else:
+                logger.warning("answer to unknown request id %d ignored", event.request_id)
+        elif isinstance(event, RequestRejected):
+            logger.debug("request %d (%s) rejected: %s", event.request_id, event.method, event.message)
 
     # -- internal: the handshake ---------------------------------------------------------
 
@@ -774,7 +736,9 @@ class Session:
         try:
             decision = hook(event, self._remote_address)
         except Exception:
-            logger.exception("on_upgrade failed; rejecting the upgrade")
+            logger.exception(
+                "on_upgrade failed; rejecting the upgrade from %r with 500", self._remote_address
+            )
             decision = Reject(status_code=500)
         if inspect.isawaitable(decision):
             self._spawn(self._await_decision(decision))
@@ -783,49 +747,47 @@ class Session:
 
     async def _await_decision(self, pending: Awaitable[Decision]) -> None:
         try:
-            try:
-                decision = await pending
-            except Exception:
-                logger.exception("on_upgrade failed; rejecting the upgrade")
-                decision = Reject(status_code=500)
-            self._decide(decision)
-        finally:
-            self._task_done()
+            decision = await pending
+        except Exception:
+            logger.exception(
+                "on_upgrade failed; rejecting the upgrade from %r with 500", self._remote_address
+            )
+            decision = Reject(status_code=500)
+        self._decide(decision)
 
-    def _decide(self, decision: Decision) -> None:
+    def _decide(self, decision: object) -> None:
         conn = self._conn
         if conn.state is not State.UPGRADE_REQUESTED:
             return  # the handshake timed out or the client left while the hook ran
+        if decision is not None and not isinstance(decision, Accept | Reject):
+            logger.error("on_upgrade returned %r, not Accept, Reject or None; rejecting with 500", decision)
+            decision = Reject(status_code=500)
         try:
             conn.decide(decision, now=self._loop.time())
-        except LocalProtocolError:
-            logger.exception("on_upgrade gave an invalid decision; rejecting the upgrade")
+        except LocalProtocolError:  # such as a subprotocol the client did not offer
+            logger.exception("cannot apply the upgrade decision %r; rejecting with 500", decision)
             conn.reject(500)
-        if self._conn.state is State.OPEN and self._on_open is not None:  # (mypy narrowed conn.state)
+        if not self.closed and self._on_open is not None:
             self._on_open(self)
         self._pump()
 
     def _on_handshake_accepted(self, event: HandshakeAccepted) -> None:
-        if self._opened is not None and not self._opened.done():
-            self._opened.set_result(None)
+        if not self._handshake_done.done():
+            self._handshake_done.set_result(None)
 
     def _on_upgrade_rejected(self, event: UpgradeRejected) -> None:
-        if self._opened is not None and not self._opened.done():
-            self._opened.set_exception(HandshakeRejected(event.status_code, event.headers, event.body))
+        self._handshake_error = HandshakeRejected(event.status_code, event.headers, event.body)
 
     def _on_closed(self, event: ConnectionClosed) -> None:
-        self._close_event = event
-        if self._opened is not None and not self._opened.done():
-            self._opened.set_exception(HandshakeError(event.reason))
-        closed = SessionClosed(event.code, event.reason)
-        # The connection aborted every pending request already; this is only a safety net.
-        waiters, self._waiters = self._waiters, {}
-        for future in waiters.values():
-            if not future.done():
-                future.set_exception(closed)
+        if not self._handshake_done.done():
+            if self._handshake_error is None:
+                self._handshake_error = HandshakeError(event.reason)
+            self._handshake_done.set_result(None)
+        # The connection has ended every request with `RequestAborted` already; pings have
+        # no such event.
         pings, self._pings = self._pings, {}
         for ping in pings.values():
             if not ping.done():
-                ping.set_exception(closed)
+                ping.set_exception(SessionClosed(event.code, event.reason))
         self._wake_writers()
-        self._cancel_tasks()
+        self._cancel_tasks(grace=True)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import trio
 
-from session_core import Config, Connection, parse_url
+from session_core import Config, Connection, LocalProtocolError, parse_url
 
 from ._session import Session, peer_address
 from ._tasks import unwrap_groups
@@ -60,9 +60,12 @@ async def connect(
             (`status_code`, `headers`, `body`).
         HandshakeError: the WebSocket handshake failed otherwise (the connection ended
             first, an invalid response, `Config.handshake_timeout`).
-        LocalProtocolError: the URL is not a usable `ws://` or `wss://` URL.
+        LocalProtocolError: the URL is not a usable `ws://` or `wss://` URL, or
+            `ssl_context` is given for a `ws://` URL.
     """
     target = parse_url(url)
+    if ssl_context is not None and not target.secure:
+        raise LocalProtocolError("ssl_context needs a wss:// URL")
 
     async def open_stream() -> trio.abc.Stream:
         # trio's SocketStream sets TCP_NODELAY itself.
@@ -79,6 +82,7 @@ async def connect(
         headers=headers,
         subprotocols=subprotocols,
         config=config,
+        methods=(),
         wait_for_start=True,
     )
     async with _open_session(conn, open_stream, connect_timeout, url) as session:
@@ -129,6 +133,7 @@ async def unix_connect(
         headers=headers,
         subprotocols=subprotocols,
         config=config,
+        methods=(),
         wait_for_start=True,
     )
     async with _open_session(conn, open_stream, connect_timeout, path) as session:

@@ -158,9 +158,8 @@ async def _serve_stream(
     stream: trio.abc.Stream, *, on_session: OnSession, on_upgrade: UpgradeHook | None, config: Config | None
 ) -> None:
     address = peer_address(stream)
-    session = Session(
-        Connection.server(now=trio.current_time(), config=config, wait_for_start=True), stream, address
-    )
+    conn = Connection.server(now=trio.current_time(), config=config, methods=(), wait_for_start=True)
+    session = Session(conn, stream, address)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(session._run)
@@ -188,9 +187,6 @@ async def _decision(on_upgrade: UpgradeHook | None, request: UpgradeRequested, a
             decision = await decision
     except Exception:
         logger.exception("on_upgrade failed; rejecting the upgrade from %r with 500", address)
-        return Reject(status_code=500)
-    if decision is not None and not isinstance(decision, Accept | Reject):
-        logger.error("on_upgrade returned %r, not Accept, Reject or None; rejecting with 500", decision)
         return Reject(status_code=500)
     return decision
 

@@ -12,6 +12,13 @@ nursery of its own, and moves bytes, wakes tasks and schedules the timer:
 - the timer task sleeps until `Connection.get_timer()` in a cancel scope whose deadline
   every pump moves, and calls `handle_timer`.
 
+Handlers run in the same nursery: each request's in a task of its own, and notifications
+one at a time, in arrival order, in one task that runs while any wait. At most
+`MAX_QUEUED_NOTIFICATIONS` wait: at the bound the reader stops, as it does while the
+connection says `reading_paused`. When the connection is over, the request handlers are
+cancelled (their answers can no longer go out), while the notifications received before
+the end still reach their handlers, for at most `TEARDOWN_GRACE`.
+
 The pump, after every input or call: drain the events and act on them, hand the bytes to
 the writer, re-arm the timer, and wake the reader if it waited for `reading_paused` to end.
 
@@ -39,11 +46,11 @@ from session_core import (
     CancelRequested,
     Connection,
     ConnectionClosed,
-    ErrorCode,
     Event,
     HandshakeAccepted,
     HandshakeError,
     HandshakeRejected,
+    Headers,
     InvalidMessageReceived,
     LocalProtocolError,
     Method,
@@ -72,7 +79,11 @@ NotificationHandler: TypeAlias = Callable[[Req], Awaitable[object]]
 
 #: How much to read at once.
 READ_SIZE = 64 * 1024
-#: Seconds a session being torn down (cancelled) spends on its last write and its close.
+#: Notifications received and not yet handed to their handler, at most; at the bound the
+#: reader stops (what it read last may take the queue one read past it).
+MAX_QUEUED_NOTIFICATIONS = 128
+#: Seconds a session being torn down spends on its last write and its close, and that the
+#: notifications received before the end have to reach their handlers.
 TEARDOWN_GRACE = 1.0
 #: The code a session sends when it is cancelled while open (RFC 6455 7.4.1, "going away").
 GOING_AWAY = 1001
@@ -101,9 +112,10 @@ class Session:
     before your first `await` on a new session: the session processes no message before
     that, so nothing that arrives first is missed.
 
-    Closing: leave `async with session`, or call `close()`. When the connection ends,
-    every `request()` still waiting fails at once with `SessionClosed`, and the
-    session's handlers are cancelled.
+    Closing: leave `async with session`, or call `close()`. When the session ends, every
+    `request()` still waiting fails at once with `SessionClosed` and the request handlers
+    are cancelled; the notifications received before the end still reach their handlers,
+    for at most `TEARDOWN_GRACE` seconds.
     """
 
     def __init__(self, conn: Connection, stream: trio.abc.Stream, remote_address: Any) -> None:
@@ -119,6 +131,11 @@ class Session:
         self._request_handlers: dict[str, RequestHandler[Any, Any]] = {}
         self._notification_handlers: dict[str, NotificationHandler[Any]] = {}
         self._handler_scopes: dict[int, trio.CancelScope] = {}
+        # Notifications waiting for their handler, and whether a task delivers them (in
+        # `_notify_scope`, once it has started).
+        self._notifications: list[tuple[NotificationHandler[Any], str, Any]] = []
+        self._notifying = False
+        self._notify_scope: trio.CancelScope | None = None
         self._waiters: dict[int, _Waiter] = {}
         self._ping_waiters: dict[int, _Waiter] = {}
         # The writer.
@@ -138,9 +155,8 @@ class Session:
         self._handshake_done = trio.Event()
         self._handshake_error: HandshakeError | None = None
         self._upgrade: UpgradeRequested | None = None
-        self._closed = trio.Event()
-        self._close_code: int | None = None
-        self._close_reason: str | None = None
+        self._teardown_deadline = math.inf  # set once the session's tasks are being ended
+        self._closed = trio.Event()  # the transport is closed and every task has ended
 
     # -- properties ------------------------------------------------------------------
 
@@ -151,17 +167,17 @@ class Session:
 
     @property
     def close_code(self) -> int | None:
-        """The close code that ended the session (`None` while it is open).
+        """The close code that ended the session (`None` until it has ended).
 
         The peer's code when it closed first, ours when we did; 1005 for a close frame
         without a code (how session-rs closes), 1006 for a connection lost without one.
         """
-        return self._close_code
+        return self._conn.close_code if self.closed else None
 
     @property
     def close_reason(self) -> str | None:
-        """The reason that came with `close_code` (`None` while open)."""
-        return self._close_reason
+        """The reason that came with `close_code` (`None` until the session has ended)."""
+        return self._conn.close_reason if self.closed else None
 
     @property
     def path(self) -> str:
@@ -169,12 +185,12 @@ class Session:
         return self._conn.path
 
     @property
-    def request_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+    def request_headers(self) -> Headers:
         """Server: the upgrade request's headers. Client: the extra headers it sent."""
         return self._conn.request_headers
 
     @property
-    def response_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+    def response_headers(self) -> Headers:
         """Client: the 101 response's extra headers. Server: the extra headers it sent."""
         return self._conn.response_headers
 
@@ -303,10 +319,11 @@ class Session:
         concurrently with others (at most `Config.max_incoming_requests` at once). It
         fails with the method's error type by raising `MethodError(error)`; any other
         exception is logged and answered with -32603 (internal error). It is cancelled
-        when the peer cancels the request or the session ends.
+        when the peer cancels the request or the session ends. A handler registered again
+        for the same method replaces the first.
 
-        Once a method is registered, requests for methods never registered are answered
-        with -32601 and requests whose data does not fit with -32602, before any handler.
+        Requests for methods with no handler are answered with -32601, and requests whose
+        data does not fit with -32602, before any handler.
         """
 
         def register(handler: RequestHandler[Any, Any]) -> RequestHandler[Any, Any]:
@@ -330,9 +347,10 @@ class Session:
         """Handle the peer's notifications for `method` with `handler(data)`.
 
         Use it as a decorator or call it with the handler. The handler is
-        `async def handler(data) -> None` and runs in a task of its own; an exception from
-        it is logged and the session goes on. Notifications nobody handles are dropped
-        (logged at debug level).
+        `async def handler(data) -> None`. Notifications reach their handlers one at a
+        time, in the order they arrived: a handler that must not hold up the next one
+        starts a task of its own. An exception from a handler is logged and the session
+        goes on. Notifications nobody handles are dropped (logged at debug level).
         """
 
         def register(handler: NotificationHandler[Any]) -> NotificationHandler[Any]:
@@ -345,27 +363,32 @@ class Session:
     # -- closing ---------------------------------------------------------------------
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the session and wait for the close handshake to finish.
+        """Close the session and wait for it to end.
 
-        The wait is bounded by `Config.close_timeout`. Requests still waiting fail at once
-        with `SessionClosed`. Closing a closed session does nothing.
+        The wait for the peer's close frame is bounded by `Config.close_timeout`. Requests
+        still waiting fail at once with `SessionClosed`; the handlers are cancelled when the
+        session ends, and waited for. Closing a closed session does nothing.
 
         Raises:
             LocalProtocolError: `code` is not a code one may send, or `reason` is over
                 123 bytes of UTF-8.
         """
-        conn = self._conn
-        conn.close(code, reason, now=trio.current_time())
-        # Workaround: `close()` drops the peer's requests in flight but leaves input held
-        # at `max_incoming_requests`, so the peer's close frame would wait for the close
-        # timeout. `start()` resumes held input (and delivers nothing once closing).
-        conn.start()
+        self._conn.close(code, reason, now=trio.current_time())
         self._pump()
-        await self._closed.wait()
+        await self.wait_closed()
 
     async def wait_closed(self) -> None:
-        """Wait until the session has ended and its connection is closed."""
-        await self._closed.wait()
+        """Wait until the session has ended, its transport is closed and its handlers are done.
+
+        Called from one of the session's own handlers (which cannot wait for itself), it
+        waits for the end of the connection only.
+        """
+        nursery = self._nursery
+        if nursery is not None and trio.lowlevel.current_task().parent_nursery is nursery:
+            while not self._transport_closed:  # `_close_transport` unparks the drain lot
+                await self._drain_lot.park()
+        else:
+            await self._closed.wait()
 
     async def __aenter__(self) -> Session:
         return self
@@ -396,7 +419,10 @@ class Session:
                 task_status.started()
         finally:
             self._nursery = None
-            await self._finish()
+            try:
+                await self._finish()
+            finally:
+                self._closed.set()  # the transport is closed and every handler is done
 
     async def _wait_handshake(self) -> None:
         """Wait for the handshake to succeed; raise `HandshakeError` if it failed."""
@@ -409,10 +435,13 @@ class Session:
         await self._handshake_done.wait()
         return self._upgrade if self._conn.state is State.UPGRADE_REQUESTED else None
 
-    def _decide(self, decision: Accept | Reject | None) -> None:
+    def _decide(self, decision: object) -> None:
         """Server: apply the upgrade hook's decision (`None` accepts)."""
         if self._conn.state is not State.UPGRADE_REQUESTED:
             return  # the connection ended while the hook decided (handshake timeout)
+        if decision is not None and not isinstance(decision, Accept | Reject):
+            logger.error("on_upgrade returned %r, not Accept, Reject or None; rejecting with 500", decision)
+            decision = Reject(status_code=500)
         try:
             self._conn.decide(decision, now=trio.current_time())
         except LocalProtocolError:  # such as a subprotocol the client did not offer
@@ -443,8 +472,11 @@ class Session:
         deadline = math.inf if timer is None else timer
         if deadline != self._deadline:
             self._deadline = self._timer_scope.deadline = deadline
-        if self._read_lot and not conn.reading_paused:
+        if self._read_lot and not self._reading_blocked():
             self._read_lot.unpark_all()
+
+    def _reading_blocked(self) -> bool:
+        return self._conn.reading_paused or len(self._notifications) >= MAX_QUEUED_NOTIFICATIONS
 
     def _flush(self) -> None:
         data = self._conn.data_to_send()
@@ -487,12 +519,6 @@ class Session:
             waiter = self._ping_waiters.pop(event.ping_id, None)
             if waiter is not None:
                 waiter.wake(trio.current_time())
-        elif isinstance(event, InvalidMessageReceived):
-            logger.warning("ignored an invalid message: %s", event.reason)
-        elif isinstance(event, UnexpectedResponseReceived):
-            logger.warning("ignored an answer to request %d (%s)", event.request_id, event.reason)
-        elif isinstance(event, RequestRejected):
-            logger.debug("answered request %d (%s) with %d", event.request_id, event.method, event.code)
         elif isinstance(event, HandshakeAccepted):
             self._handshake_done.set()
         elif isinstance(event, UpgradeRequested):
@@ -502,15 +528,25 @@ class Session:
             self._handshake_error = HandshakeRejected(event.status_code, event.headers, event.body)
         elif isinstance(event, ConnectionClosed):
             self._handle_closed(event)
+        else:
+            self._log_event(event)
+
+    def _log_event(self, event: Event) -> None:
+        if isinstance(event, InvalidMessageReceived):
+            logger.warning("invalid message ignored: %s", event.reason)
+        elif isinstance(event, UnexpectedResponseReceived):
+            if event.late:  # an answer to a request we gave up: routine
+                logger.debug("late answer to request %d (%s) ignored", event.request_id, event.reason)
+            else:
+                logger.warning("answer to unknown request id %d ignored", event.request_id)
+        elif isinstance(event, RequestRejected):
+            logger.debug("request %d (%s) rejected: %s", event.request_id, event.method, event.message)
 
     def _handle_request(self, event: RequestReceived) -> None:
-        handler = self._request_handlers.get(event.method)
-        if handler is None or self._nursery is None:
-            # Only an untyped connection lets such a request through (or one that raced
-            # with the end of the session, whose answer the connection drops).
-            message = f"method not found: {event.method}"
-            self._conn.send_protocol_error(event.request_id, ErrorCode.METHOD_NOT_FOUND, message)
-            return
+        # The connection is typed (built with `methods=()`): only registered methods get
+        # here, and only while the session's tasks run.
+        handler = self._request_handlers[event.method]
+        assert self._nursery is not None
         # The scope exists before the task starts, so that a `$/cancel` arriving in the
         # same read cancels the handler before it runs.
         scope = self._handler_scopes[event.request_id] = trio.CancelScope()
@@ -527,40 +563,60 @@ class Session:
                     result = await handler(data)
                 except Exception as exc:
                     error = exc
+                # Write flow control: while a write waits for the socket, the answer waits
+                # too, and keeps its request in flight, so that a peer that reads nothing
+                # meets the bound on requests (the reader stops) instead of a growing outbox.
+                while self._write_scope is not None:
+                    await self._drain_lot.park()
         finally:
             # After a `$/cancel` the peer may reuse the id while this handler still runs.
             if self._handler_scopes.get(request_id) is scope:
                 del self._handler_scopes[request_id]
         if scope.cancelled_caught:
-            return  # the peer cancelled: the connection has answered -32800 already
+            return  # the peer cancelled (the connection has answered -32800), or the end
         self._conn.send_outcome(request_id, result=result, exception=error)
         self._pump()
 
     def _handle_notification(self, event: NotificationReceived) -> None:
         handler = self._notification_handlers.get(event.method)
-        if handler is None or self._nursery is None:
-            logger.debug("dropped a notification nobody handles: %s", event.method)
+        if handler is None:
+            logger.debug("notification %r has no handler: dropped", event.method)
             return
-        self._nursery.start_soon(self._notified, handler, event.method, event.data)
+        self._notifications.append((handler, event.method, event.data))
+        if not self._notifying:
+            assert self._nursery is not None  # messages arrive only while the tasks run
+            self._notifying = True
+            self._nursery.start_soon(self._deliver_notifications)
 
-    async def _notified(self, handler: NotificationHandler[Any], method: str, data: Any) -> None:
+    async def _deliver_notifications(self) -> None:
+        # One task at a time delivers the notifications, in order; it ends when none wait.
+        # Shielded: when the session's tasks are ended, the notifications received before
+        # still reach their handlers, until the teardown deadline (see `_timer_loop`).
+        queue = self._notifications
         try:
-            await handler(data)
-        except Exception:
-            logger.exception("handler of notification %r failed", method)
+            with trio.CancelScope(shield=True, deadline=self._teardown_deadline) as self._notify_scope:
+                while queue:
+                    handler, method, data = queue.pop(0)
+                    if len(queue) == MAX_QUEUED_NOTIFICATIONS - 1:
+                        self._read_lot.unpark_all()  # under the bound again
+                    try:
+                        await handler(data)
+                    except Exception:
+                        logger.exception("handler of notification %r failed", method)
+        finally:
+            self._notifying = False
+            self._notify_scope = None
 
     def _handle_closed(self, event: ConnectionClosed) -> None:
-        self._close_code, self._close_reason = event.code, event.reason
         if not self._handshake_done.is_set():
             if self._handshake_error is None:
                 self._handshake_error = HandshakeError(event.reason)
             self._handshake_done.set()
         # The connection has ended every request with `RequestAborted` already; pings
         # have no such event.
-        for waiters in (self._waiters, self._ping_waiters):
-            for waiter in waiters.values():
-                waiter.wake(error=SessionClosed(event.code, event.reason))
-            waiters.clear()
+        for waiter in self._ping_waiters.values():
+            waiter.wake(error=SessionClosed(event.code, event.reason))
+        self._ping_waiters.clear()
 
     # -- the tasks -------------------------------------------------------------------
 
@@ -607,9 +663,10 @@ class Session:
             conn.start()
             self._pump()
             while not self.closed:
-                if conn.reading_paused:
-                    # Back-pressure: the peer's requests in flight are at the bound. An
-                    # answer resumes the held input and unparks us when there is room.
+                if self._reading_blocked():
+                    # Back-pressure: the peer's requests in flight, or the notifications
+                    # waiting, are at their bound. An answer, or the delivery of a
+                    # notification, unparks us when there is room.
                     await self._read_lot.park()
                     continue
                 data = await self._receive()
@@ -671,9 +728,13 @@ class Session:
                 conn.handle_timer(trio.current_time())
                 self._pump()
         finally:
-            # Reached only when the session is cancelled: bound a write in progress.
-            if self._write_scope is not None:
-                self._write_scope.deadline = trio.current_time() + TEARDOWN_GRACE
+            # Reached only when the session's tasks are being ended (the connection is over,
+            # or the session is cancelled): bound a write in progress, and the delivery of
+            # the notifications received before the end.
+            self._teardown_deadline = trio.current_time() + TEARDOWN_GRACE
+            for shielded in (self._write_scope, self._notify_scope):
+                if shielded is not None:
+                    shielded.deadline = min(shielded.deadline, self._teardown_deadline)
 
     async def _close_transport(self) -> None:
         if not self._transport_closed:
@@ -686,7 +747,6 @@ class Session:
         if self._conn.state is not State.CLOSED:
             self._conn.receive_eof()
             self._pump()
-        self._closed.set()
 
     async def _finish(self) -> None:
         # The tasks are gone. If the session was cancelled while open, say goodbye with

@@ -120,6 +120,22 @@ def text_frame(text: str) -> bytes:
     return struct.pack("!BBH", 0x81, 126, len(payload)) + payload
 
 
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked frame (payload under 64 KiB; mask 0 keeps it readable), as a client sends it."""
+    if len(payload) < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload))
+    else:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, len(payload))
+    return head + b"\x00\x00\x00\x00" + payload
+
+
+#: A client's upgrade request, as one would write it by hand.
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     """Read one frame (masked or not, payload under 64 KiB): its opcode and payload."""
     first, second = await reader.readexactly(2)

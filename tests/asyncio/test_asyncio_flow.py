@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from typing import Any
+
+import pytest
 
 import session_asyncio
 from session_core import Config, Method
 
-from .support import AddArgs, add, running, url_of
+from .support import UPGRADE, AddArgs, add, echo, masked_frame, running, url_of
 
 blob = Method("blob", request=tuple[int, str], response=None, error=None)
 
@@ -71,7 +75,7 @@ async def test_write_flow_control_loses_nothing_to_a_slow_reader() -> None:
             if len(got) == count:
                 done.set()
 
-        await asyncio.sleep(0)  # the held input is released: now stop reading for a while
+        await asyncio.sleep(0)  # the session has started reading: now stop for a while
         assert session._transport is not None
         session._transport.pause_reading()
         await asyncio.sleep(0.3)
@@ -97,3 +101,82 @@ async def test_tcp_nodelay_is_set_on_both_ends() -> None:
             assert end._transport is not None
             sock = end._transport.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+async def test_a_flood_of_notifications_stops_reading_at_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server's notification handler blocks: the notifications wait in a queue of at
+    # most MAX_QUEUED_NOTIFICATIONS (and what one read brings), in one task, then the
+    # server stops reading and TCP pushes back on the client. Released, the handler gets
+    # every one of them, in order.
+    monkeypatch.setattr(session_asyncio._session, "MAX_QUEUED_NOTIFICATIONS", 4)
+    release = asyncio.Event()
+    got: list[int] = []
+    server_side: asyncio.Future[session_asyncio.Session] = asyncio.get_running_loop().create_future()
+
+    async def on_session(session: session_asyncio.Session) -> None:
+        @session.on_notification(blob)
+        async def _blob(data: tuple[int, str]) -> None:
+            await release.wait()
+            got.append(data[0])
+
+        server_side.set_result(session)
+
+    chunk = "x" * 65536
+    sent = 0
+    async with running(on_session) as server, session_asyncio.connect(url_of(server)) as session:
+        peer = await server_side
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.3):
+                while sent < 1000:  # 64 MB: far more than any socket buffer
+                    await session.notify(blob, (sent, chunk))
+                    sent += 1
+        assert 0 < sent < 1000
+        assert len(peer._notifications) <= 4 + 4  # the bound, and one 256 KiB read
+        assert len(peer._tasks) == 1  # one task delivers them all
+        assert peer._transport is not None and not peer._transport.is_reading()
+        release.set()
+        async with asyncio.timeout(10):
+            while len(got) < sent:
+                await asyncio.sleep(0.01)
+    assert got == list(range(sent))  # in order, none lost
+
+
+async def test_a_peer_that_reads_no_answers_meets_back_pressure() -> None:
+    # A raw client sends requests and never reads. Once the transport's buffer is full,
+    # the handlers' answers wait (keeping their requests in flight), the server stops
+    # reading at the bound, and the client's writes stall: the server buffers little.
+    # Reading at last, the client gets every answer.
+    server_side: asyncio.Future[session_asyncio.Session] = asyncio.get_running_loop().create_future()
+
+    async def on_session(session: session_asyncio.Session) -> None:
+        session.on_request(echo, _echo)
+        server_side.set_result(session)
+
+    payload = "x" * 16384
+    async with running(on_session, config=Config(max_incoming_requests=4, keepalive_interval=None)) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        writer.write(UPGRADE)
+        await reader.readuntil(b"\r\n\r\n")
+        peer = await server_side
+        sent = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.3):
+                while sent < 4000:  # 64 MB of answers: far more than any socket buffer
+                    message = f'{{"type":"request","id":{sent},"method":"echo","data":"{payload}"}}'
+                    writer.write(masked_frame(0x1, message.encode()))
+                    sent += 1
+                    await writer.drain()
+        assert 0 < sent < 4000
+        assert peer._transport is not None and not peer._transport.is_reading()
+        assert peer._transport.get_write_buffer_size() < 10 * len(payload)
+        received = bytearray()
+        async with asyncio.timeout(5):
+            while received.count(b'{"type":"response"') < sent:
+                received += await reader.read(1 << 20)
+        assert received.count(f'"result":"{payload}"}}'.encode()) == sent
+        writer.close()
+        await writer.wait_closed()
+
+
+async def _echo(data: Any) -> Any:
+    return data

@@ -52,14 +52,16 @@ async def test_on_upgrade_decides(hook: session_asyncio.UpgradeHook) -> None:
 
 
 async def test_a_failing_or_invalid_upgrade_hook_rejects_with_500(caplog: pytest.LogCaptureFixture) -> None:
-    def broken(request: UpgradeRequested, remote_address: Any) -> Accept | None:
+    def broken(request: UpgradeRequested, remote_address: Any) -> Any:
         if request.path == "/raise":
             raise RuntimeError("hook bug")
+        if request.path == "/wrong-type":
+            return "yes"  # neither Accept, Reject nor None
         return Accept(subprotocol="never-offered")
 
     with caplog.at_level(logging.ERROR, logger="session_asyncio"):
         async with running(on_upgrade=broken) as server:
-            for path in ("/raise", "/invalid"):
+            for path in ("/raise", "/invalid", "/wrong-type"):
                 with pytest.raises(HandshakeRejected) as rejected:
                     async with session_asyncio.connect(url_of(server, path=path)):
                         pass

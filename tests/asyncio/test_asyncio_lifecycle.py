@@ -20,16 +20,20 @@ from session_core import (
 )
 
 from .support import (
+    UPGRADE,
     AddArgs,
     accept_upgrade,
     add,
+    masked_frame,
     raw_server,
     read_frame,
     running,
     serve_basics,
     sleep,
     text_frame,
+    tick,
     url_of,
+    welcome,
 )
 
 Loop = asyncio.AbstractEventLoop
@@ -331,10 +335,14 @@ async def test_close_gives_up_on_a_peer_that_never_answers() -> None:
         await accept_upgrade(reader, writer)
         await asyncio.sleep(100)
 
-    config = Config(close_timeout=0.1)
+    config = Config(close_timeout=0.2)
     async with raw_server(deaf) as url, session_asyncio.connect(url, config=config) as session:
         started = time.monotonic()
-        await session.close()
+        closing = asyncio.create_task(session.close())
+        await asyncio.sleep(0.05)
+        # Closing is not closed: the code comes once the session has ended.
+        assert (session.closed, session.close_code, session.close_reason) == (False, None, None)
+        await closing
         assert time.monotonic() - started < 1
         assert session.close_code == 1000
 
@@ -406,15 +414,20 @@ async def test_messages_sent_right_after_the_101_reach_the_handlers() -> None:
         assert await answers == (1, b'{"type":"response","id":1,"result":5}')
 
 
+TEXT, CLOSE = 0x1, 0x8
+
+
+def masked_text_frame(text: str) -> bytes:
+    return masked_frame(TEXT, text.encode())
+
+
 async def test_a_pipelined_request_reaches_the_handler_on_the_server() -> None:
     # A client that sends its first frame in the same write as the upgrade request.
     async with running() as server:
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            + masked_text_frame('{"type":"request","id":1,"method":"add","data":{"a":2,"b":3}}')
+            UPGRADE + masked_text_frame('{"type":"request","id":1,"method":"add","data":{"a":2,"b":3}}')
         )
         await reader.readuntil(b"\r\n\r\n")
         assert await read_frame(reader) == (1, b'{"type":"response","id":1,"result":5}')
@@ -422,8 +435,109 @@ async def test_a_pipelined_request_reaches_the_handler_on_the_server() -> None:
         await writer.wait_closed()
 
 
-def masked_text_frame(text: str) -> bytes:
-    """A masked text frame (mask 0: the payload stays readable), as a client sends it."""
-    payload = text.encode()
-    assert len(payload) < 126
-    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + b"\x00\x00\x00\x00" + payload
+async def _last_words(server: session_asyncio.Server, message: str) -> None:
+    """Open a session by hand, then send `message` and a close frame (4000) in one write."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    writer.write(UPGRADE)
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(masked_text_frame(message) + masked_frame(CLOSE, struct.pack("!H", 4000) + b"bye"))
+    assert await read_frame(reader) == (CLOSE, struct.pack("!H", 4000) + b"bye")
+    assert await reader.read() == b""
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_notification_in_the_same_read_as_the_close_reaches_its_handler() -> None:
+    # As a peer that writes `send(note); close()`: the notification was received while the
+    # session was open, so its handler gets it (and may still await) after the end.
+    got: list[int] = []
+    done = asyncio.Event()
+
+    async def on_session(session: session_asyncio.Session) -> None:
+        @session.on_notification(tick)
+        async def _tick(n: int) -> None:
+            await asyncio.sleep(0.01)
+            got.append(n)
+
+        await session.wait_closed()
+        done.set()
+
+    async with running(on_session) as server:
+        await _last_words(server, '{"type":"notification","method":"tick","data":7}')
+        await asyncio.wait_for(done.wait(), 2)
+    assert got == [7]
+
+
+async def test_notification_handlers_get_a_bounded_grace_after_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_asyncio._session, "TEARDOWN_GRACE", 0.2)
+    cancelled: list[float] = []
+    ended: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def on_session(session: session_asyncio.Session) -> None:
+        @session.on_notification(tick)
+        async def _tick(n: int) -> None:
+            try:
+                await asyncio.sleep(100)
+            finally:
+                cancelled.append(time.monotonic())
+
+        await session.wait_closed()
+        ended.set_result(time.monotonic())
+
+    async with running(on_session) as server:
+        await _last_words(server, '{"type":"notification","method":"tick","data":1}')
+        closed_at = time.monotonic()
+        assert 0.1 < await asyncio.wait_for(ended, 2) - closed_at < 1
+    assert 0.1 < cancelled[0] - closed_at < 1
+
+
+async def test_a_request_in_the_same_read_as_the_close_lets_the_server_shut_down() -> None:
+    # The request cannot be answered (no data frame may follow our close frame); its
+    # handler task is cancelled before it ever ran, and the server must still forget the
+    # session.
+    async with running() as server:
+        await _last_words(server, '{"type":"request","id":1,"method":"add","data":{"a":1,"b":2}}')
+        async with asyncio.timeout(2):
+            while server.sessions:
+                await asyncio.sleep(0.01)
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 2)
+
+
+async def test_an_exception_in_the_connect_block_propagates_and_goes_away_with_1001() -> None:
+    ended: asyncio.Future[tuple[int | None, str | None]] = asyncio.get_running_loop().create_future()
+
+    async def on_session(session: session_asyncio.Session) -> None:
+        await session.wait_closed()
+        ended.set_result((session.close_code, session.close_reason))
+
+    async with running(on_session) as server:
+        started = time.monotonic()
+        with pytest.raises(KeyError, match="mine"):
+            async with session_asyncio.connect(url_of(server)) as session:
+                raise KeyError("mine")
+        assert time.monotonic() - started < 1  # without waiting for the close handshake
+        assert await asyncio.wait_for(ended, 2) == (1001, "going away")
+        await session.wait_closed()
+        assert session.close_code == 1001
+
+
+async def test_a_notification_handler_can_close_its_own_session_at_once() -> None:
+    took: list[float] = []
+
+    async def on_session(session: session_asyncio.Session) -> None:
+        @session.on_notification(welcome)
+        async def _welcome(text: str) -> None:
+            start = time.monotonic()
+            await session.close(4000, text)  # waits for the end, not for itself
+            took.append(time.monotonic() - start)
+
+    async with running(on_session) as server, session_asyncio.connect(url_of(server)) as session:
+        start = time.monotonic()
+        await session.notify(welcome, "bye")
+        await asyncio.wait_for(session.wait_closed(), 2)
+        assert session.close_code == 4000
+        assert time.monotonic() - start < 0.5
+    assert took and took[0] < 0.5

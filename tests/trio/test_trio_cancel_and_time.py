@@ -151,7 +151,11 @@ async def test_close_gives_up_waiting_after_close_timeout() -> None:
         session_trio.connect(f"ws://127.0.0.1:{port}/", config=config) as session,
     ):
         start = trio.current_time()
-        await session.close()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.close)
+            await trio.sleep(1)
+            # Closing is not closed: the code comes once the session has ended.
+            assert (session.closed, session.close_code, session.close_reason) == (False, None, None)
         assert trio.current_time() - start == pytest.approx(3)
         assert session.closed
         assert session.close_code == 1000
@@ -189,3 +193,38 @@ async def test_a_cancel_from_the_peer_is_answered_minus_32800() -> None:
         assert (answer.request_id, answer.code) == (request_id, -32800)
         await handler.cancelled.wait()
         await peer.stream.aclose()
+
+
+async def test_wait_closed_returns_once_the_handlers_are_done() -> None:
+    started = trio.Event()
+    tidied: list[bool] = []
+    ended: list[list[bool]] = []
+    done = trio.Event()
+
+    async def slow_to_stop(_: None) -> None:
+        started.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.05)  # tidying up takes a while
+            tidied.append(True)
+
+    async def on_session(session: session_trio.Session) -> None:
+        session.on_request(hang, slow_to_stop)
+        await session.wait_closed()
+        ended.append(list(tidied))
+        done.set()
+
+    async with running_server(on_session) as url:
+        async with session_trio.connect(url) as session, trio.open_nursery() as nursery:
+            nursery.start_soon(_closed_by_the_end, session)
+            await started.wait()
+            await session.close()
+        await done.wait()
+    assert ended == [[True]]
+
+
+async def _closed_by_the_end(session: session_trio.Session) -> None:
+    with pytest.raises(SessionClosed):
+        await session.request(hang, None)

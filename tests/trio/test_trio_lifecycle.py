@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import ssl
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import session_trio
 from session_core import (
     Accept,
     Config,
+    ConnectionClosed,
     HandshakeError,
     HandshakeRejected,
     LocalProtocolError,
@@ -21,8 +23,19 @@ from session_core import (
     SessionClosed,
     UpgradeRequested,
 )
+from tests.helpers import CLOSE, TEXT, client_frame
 
-from .support import AddArgs, RawPeer, add, basic_on_session, port_of, raw_server, running_server, sleep
+from .support import (
+    AddArgs,
+    RawPeer,
+    add,
+    basic_on_session,
+    port_of,
+    raw_server,
+    running_server,
+    sleep,
+    welcome,
+)
 
 
 def _port(url: str) -> int:
@@ -115,14 +128,17 @@ async def test_an_async_on_upgrade_and_a_failing_one() -> None:
     async with running_server(on_upgrade=slow_yes) as url, session_trio.connect(url) as session:
         assert await session.request(add, AddArgs(1, 1)) == 2
 
-    def broken(request: UpgradeRequested, address: Any) -> None:
+    def broken(request: UpgradeRequested, address: Any) -> Any:
+        if request.path == "/wrong-type":
+            return "yes"  # neither Accept, Reject nor None
         raise RuntimeError("hook broke")
 
     async with running_server(on_upgrade=broken) as url:
-        with pytest.raises(HandshakeRejected) as caught:
-            async with session_trio.connect(url):
-                pass
-        assert caught.value.status_code == 500
+        for path in ("", "wrong-type"):
+            with pytest.raises(HandshakeRejected) as caught:
+                async with session_trio.connect(url + path):
+                    pass
+            assert caught.value.status_code == 500
 
 
 async def test_a_plain_http_get_gets_200_ok() -> None:
@@ -176,6 +192,9 @@ async def test_a_bad_url_is_refused_before_connecting() -> None:
     with pytest.raises(LocalProtocolError):
         async with session_trio.connect("http://127.0.0.1:1/"):
             pass
+    with pytest.raises(LocalProtocolError, match="wss://"):
+        async with session_trio.connect("ws://127.0.0.1:1/", ssl_context=ssl.create_default_context()):
+            pass
 
 
 async def test_async_with_session_in_on_session_closes_it_with_1000() -> None:
@@ -221,3 +240,81 @@ async def test_an_upgrade_hook_slower_than_the_handshake_timeout(caplog: pytest.
         assert trio.current_time() - start == pytest.approx(5)
         await cancelled.wait()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _close_frame(code: int, reason: bytes) -> bytes:
+    return client_frame(CLOSE, code.to_bytes(2, "big") + reason)
+
+
+async def test_a_notification_in_the_same_read_as_the_close_reaches_its_handler() -> None:
+    # As a peer that writes `send(note); close()`: the notification was received while the
+    # session was open, so its handler gets it (and may still await) after the end.
+    got: list[str] = []
+    done = trio.Event()
+
+    async def on_session(session: session_trio.Session) -> None:
+        @session.on_notification(welcome)
+        async def _(text: str) -> None:
+            await trio.sleep(0.01)
+            got.append(text)
+
+        await session.wait_closed()
+        done.set()
+
+    async with running_server(on_session) as url:
+        peer = await RawPeer.connect(_port(url))
+        note = b'{"type":"notification","method":"welcome","data":"last words"}'
+        await peer.stream.send_all(client_frame(TEXT, note) + _close_frame(4000, b"bye"))
+        assert (await peer.expect(ConnectionClosed)).code == 4000
+        await peer.stream.aclose()
+        await done.wait()
+    assert got == ["last words"]
+
+
+@pytest.mark.autojump
+async def test_notification_handlers_get_a_bounded_grace_after_the_end() -> None:
+    ended: list[float] = []
+    cancelled: list[float] = []
+
+    async def on_session(session: session_trio.Session) -> None:
+        @session.on_notification(welcome)
+        async def _(text: str) -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                cancelled.append(trio.current_time())
+
+        await session.wait_closed()
+        ended.append(trio.current_time())
+
+    async with running_server(on_session) as url:
+        peer = await RawPeer.connect(_port(url))
+        note = b'{"type":"notification","method":"welcome","data":"hello"}'
+        await peer.stream.send_all(client_frame(TEXT, note) + _close_frame(1000, b""))
+        await peer.expect(ConnectionClosed)
+        closed_at = trio.current_time()
+        await peer.stream.aclose()
+        while not ended:
+            await trio.sleep(0.1)
+    assert cancelled[0] - closed_at == pytest.approx(session_trio._session.TEARDOWN_GRACE, abs=0.1)
+    assert ended[0] >= cancelled[0]
+
+
+@pytest.mark.autojump
+async def test_a_notification_handler_can_close_its_own_session_at_once() -> None:
+    took: list[float] = []
+
+    async def on_session(session: session_trio.Session) -> None:
+        @session.on_notification(welcome)
+        async def _(text: str) -> None:
+            start = trio.current_time()
+            await session.close(4000, text)  # waits for the end, not for itself
+            took.append(trio.current_time() - start)
+
+    async with running_server(on_session) as url, session_trio.connect(url) as session:
+        start = trio.current_time()
+        await session.notify(welcome, "bye")
+        await session.wait_closed()
+        assert session.close_code == 4000
+        assert trio.current_time() - start < 0.5
+    assert took and took[0] < 0.5

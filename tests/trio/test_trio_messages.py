@@ -293,3 +293,45 @@ async def test_an_answer_that_does_not_fit_raises_invalid_response() -> None:
     async with raw_server(handler) as port, session_trio.connect(f"ws://127.0.0.1:{port}/") as session:
         with pytest.raises(InvalidResponse):
             await session.request(add, AddArgs(1, 1))
+
+
+async def test_notifications_reach_their_handlers_one_at_a_time_in_arrival_order() -> None:
+    # Many notifications of two methods arrive in few reads; handlers that yield (and so
+    # could interleave) still see them in the order they were sent, one at a time.
+    seen: list[tuple[str, int]] = []
+    running = 0
+    most = 0
+    done = trio.Event()
+    count = 300
+
+    async def on_session(session: session_trio.Session) -> None:
+        async def record(name: str, n: int) -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await trio.sleep(0)
+            seen.append((name, n))
+            running -= 1
+            if len(seen) == count:
+                done.set()
+
+        @session.on_notification(tick)
+        async def _(n: int) -> None:
+            await record("tick", n)
+
+        @session.on_notification(welcome)
+        async def _(text: str) -> None:
+            await record("welcome", int(text))
+
+    async with running_server(on_session) as url, session_trio.connect(url) as session:
+        sent = []
+        for n in range(count):
+            if n % 3:
+                await session.notify(tick, n)
+                sent.append(("tick", n))
+            else:
+                await session.notify(welcome, str(n))
+                sent.append(("welcome", n))
+        await done.wait()
+    assert seen == sent
+    assert most == 1

@@ -13,7 +13,7 @@ import trustme
 import session_trio
 from session_core import Config, Method, ResponseReceived, SessionClosed
 
-from .support import AddArgs, RawPeer, add, basic_on_session, running_server, serve_basics
+from .support import AddArgs, RawPeer, add, basic_on_session, echo, running_server, serve_basics
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +198,84 @@ async def test_closing_at_the_bound_does_not_wait_for_the_close_timeout() -> Non
 async def _closed_request(session: session_trio.Session) -> None:
     with pytest.raises(SessionClosed):
         await session.request(hang, None)
+
+
+@pytest.mark.autojump
+async def test_a_flood_of_notifications_stops_the_reader_at_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server's notification handler blocks: the notifications wait in a queue of at
+    # most MAX_QUEUED_NOTIFICATIONS (and what one read brings), then the server stops
+    # reading and TCP pushes back on the client. Released, the handler gets every one of
+    # them, in order.
+    monkeypatch.setattr(session_trio._session, "MAX_QUEUED_NOTIFICATIONS", 4)
+    release = trio.Event()
+    got: list[int] = []
+    sessions: list[session_trio.Session] = []
+    notice = Method("notice", request=tuple[int, str], response=None, error=None)
+
+    async def on_session(session: session_trio.Session) -> None:
+        sessions.append(session)
+
+        @session.on_notification(notice)
+        async def _(data: tuple[int, str]) -> None:
+            await release.wait()
+            got.append(data[0])
+
+    chunk = "x" * 16384
+    sent = 0
+    config = Config(keepalive_interval=None)  # a server that does not read answers no ping
+    async with (
+        running_server(on_session, config=config) as url,
+        session_trio.connect(url, config=config) as session,
+    ):
+        with trio.move_on_after(5):
+            while sent < 4000:  # 64 MB: far more than any socket buffer
+                await session.notify(notice, (sent, chunk))
+                sent += 1
+        assert 0 < sent < 4000
+        [server] = sessions
+        assert len(server._notifications) <= 4 + 4  # the bound, and one 64 KiB read
+        release.set()
+        while len(got) < sent:
+            await trio.sleep(0.1)
+    assert got == list(range(len(got)))  # in order, none lost
+
+
+@pytest.mark.autojump
+async def test_a_peer_that_reads_no_answers_meets_back_pressure() -> None:
+    # A raw client sends requests and never reads. Once the socket takes no more answers,
+    # the handlers' answers wait (keeping their requests in flight), the server stops
+    # reading at the bound, and the client's writes stall: the server's outbox stays small.
+    # Reading at last, the client gets every answer.
+    sessions: list[session_trio.Session] = []
+
+    async def on_session(session: session_trio.Session) -> None:
+        sessions.append(session)
+        serve_basics(session)
+
+    payload = "x" * 16384
+    sent = 0
+    quiet = Config(keepalive_interval=None)  # a side that does not read answers no ping
+    async with running_server(
+        on_session, config=Config(max_incoming_requests=4, keepalive_interval=None)
+    ) as url:
+        peer = await RawPeer.connect(_port(url), config=quiet)
+        with trio.move_on_after(5):
+            while sent < 4000:  # 64 MB of answers: far more than any socket buffer
+                peer.conn.send_request(echo, payload)
+                await peer.flush()
+                sent += 1
+        assert 0 < sent < 4000
+        [server] = sessions
+        assert sum(map(len, server._outbox)) < 10 * len(payload)
+        answers = 0
+        while answers < sent:
+            answer = await peer.expect(ResponseReceived)
+            assert answer.result == payload
+            answers += 1
+        await peer.stream.aclose()
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].strip("/"))

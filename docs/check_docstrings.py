@@ -1,0 +1,91 @@
+"""List the public names of session_core, session_trio and session_asyncio without a docstring.
+
+    python docs/check_docstrings.py          # exit status 1 when something is missing
+
+Public: every name in a package's `__all__`; for a class, the methods, properties and
+attrs fields of its own that do not start with `_`. A field or a constant is documented by
+an attribute docstring (a string right after it, or a `#:` comment before it), as Sphinx
+reads them. Enum members and `__init__` are not required to have one.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+import pkgutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+from sphinx.pycode import ModuleAnalyzer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PACKAGES = ("session_core", "session_trio", "session_asyncio")
+
+
+def attribute_docs(module: str) -> dict[tuple[str, str], list[str]]:
+    """The attribute docstrings of a module, keyed by (class qualname or "", name)."""
+    return {key: list(value) for key, value in ModuleAnalyzer.for_module(module).find_attr_docs().items()}
+
+
+def documented_data(package: Any, name: str, value: Any) -> bool:
+    """Whether a private module of `package` that holds the data `name` documents it."""
+    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        module = importlib.import_module(info.name)
+        if getattr(module, name, None) is value and ("", name) in attribute_docs(info.name):
+            return True
+    return False
+
+
+def missing_in_class(cls: type, public: str) -> Iterator[str]:
+    """The members of `cls` (shown as `public`) that lack a docstring."""
+    docs = attribute_docs(cls.__module__)
+    if issubclass(cls, enum.Enum):
+        return
+    fields = {field.name for field in attrs.fields(cls)} if attrs.has(cls) else set()
+    for name in fields:
+        if not name.startswith("_") and (cls.__qualname__, name) not in docs:
+            yield f"{public}.{name} (field)"
+    for name, member in vars(cls).items():
+        if name.startswith("_") or name in fields:
+            continue
+        target = member.fget if isinstance(member, property) else member
+        if isinstance(target, classmethod | staticmethod):
+            target = target.__func__
+        if inspect.isfunction(target) and not inspect.getdoc(target):
+            yield f"{public}.{name}"
+
+
+def missing() -> Iterator[str]:
+    """Every public name without a docstring, as `package.Name[.member]`."""
+    for package_name in PACKAGES:
+        package = importlib.import_module(package_name)
+        for name in package.__all__:
+            value = getattr(package, name)
+            public = f"{package_name}.{name}"
+            if inspect.isclass(value):
+                if not value.__dict__.get("__doc__"):
+                    yield public
+                yield from missing_in_class(value, public)
+            elif inspect.isfunction(value) or inspect.isroutine(value):
+                if not inspect.getdoc(value):
+                    yield public
+            elif not documented_data(package, name, value):
+                yield f"{public} (data)"
+
+
+def main() -> int:
+    """Print what is missing; 1 if anything is."""
+    found = sorted(set(missing()))
+    for name in found:
+        print(name)
+    print(f"{len(found)} public names without a docstring", file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

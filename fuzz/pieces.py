@@ -1,0 +1,66 @@
+"""Raw JSON pieces for hostile messages, shared by the hypothesis strategies and the
+byte decoder: what no encoder writes, or writes only with care."""
+
+from __future__ import annotations
+
+#: Values no encoder writes, or writes only with care.
+RAW_VALUES = (
+    "NaN",
+    "-NaN",
+    "Infinity",
+    "-Infinity",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "-0",
+    "-0.0",
+    "0.1e1",
+    "4294967295",
+    "4294967296",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "9" * 400,
+    "1" + "0" * 5000,
+    "1.5",
+    "1E2",
+    "01",
+    "+1",
+    ".5",
+    "true",
+    "false",
+    "null",
+    "tru",
+    '"\\ud800"',
+    '"\\udfff"',
+    '"\\ud800\\ud800"',
+    '"\\udbff\\udfff"',
+    '"\\u0000"',
+    '"\\x41"',
+    '"unterminated',
+    '"\t raw control"',
+    "[" * 2000 + "]" * 2000,
+    "[" * 100_000,
+    '{"a":' * 1500 + "1" + "}" * 1500,
+    "[1,]",
+    "{,}",
+    "[]",
+    "{}",
+    '""',
+)
+RAW_KEYS = (
+    '"type"',
+    '"id"',
+    '"method"',
+    '"data"',
+    '"result"',
+    '"error"',
+    '"x"',
+    '"\\ud800"',
+    '"typ\\u0065"',
+    '"ID"',
+    "type",
+    '""',
+)
+TYPES = ('"request"', '"response"', '"errorresponse"', '"notification"', '"Request"', '"x"', "1", "null")
+METHODS = ('"echo"', '"add"', '"shout"', '"tick"', '"$/cancel"', '"$/other"', '""', '"unknown"', '"\\ud800"')
