@@ -51,19 +51,16 @@ from session_core import (
     HandshakeError,
     HandshakeRejected,
     Headers,
-    InvalidMessageReceived,
-    LocalProtocolError,
     Method,
     NotificationReceived,
     PongReceived,
     Reject,
     RequestReceived,
-    RequestRejected,
     SessionClosed,
     State,
-    UnexpectedResponseReceived,
     UpgradeRejected,
     UpgradeRequested,
+    log_event,
     result_of,
 )
 
@@ -183,7 +180,6 @@ class Session:
         # The handshake and the end.
         self._handshake_done: asyncio.Future[None] = loop.create_future()
         self._handshake_error: HandshakeError | None = None
-        self._started = False
         self._lost: asyncio.Future[None] = loop.create_future()
         # Transport state.
         self._can_write = False
@@ -444,7 +440,6 @@ class Session:
 
     def _start(self) -> None:
         """Deliver what the peer sent after the handshake: handlers are registered by now."""
-        self._started = True
         self._conn.start()
         self._pump()
 
@@ -562,12 +557,7 @@ class Session:
                 if conn.should_close_transport:
                     self._close_transport(transport)
                 else:
-                    paused = (
-                        conn.reading_paused
-                        or len(self._notifications) >= MAX_QUEUED_NOTIFICATIONS
-                        # Until `start()` the connection holds what the peer sends.
-                        or (not self._started and conn.state in (State.UPGRADE_REQUESTED, State.OPEN))
-                    )
+                    paused = conn.reading_paused or len(self._notifications) >= MAX_QUEUED_NOTIFICATIONS
                     if paused is not self._reading_paused:
                         self._reading_paused = paused
                         if paused:
@@ -716,15 +706,7 @@ class Session:
             future.set_result(time.perf_counter())
 
     def _log_event(self, event: Event) -> None:
-        if isinstance(event, InvalidMessageReceived):
-            logger.warning("invalid message ignored: %s", event.reason)
-        elif isinstance(event, UnexpectedResponseReceived):
-            if event.late:  # an answer to a request we gave up: routine
-                logger.debug("late answer to request %d (%s) ignored", event.request_id, event.reason)
-            else:
-                logger.warning("answer to unknown request id %d ignored", event.request_id)
-        elif isinstance(event, RequestRejected):
-            logger.debug("request %d (%s) rejected: %s", event.request_id, event.method, event.message)
+        log_event(logger, event)
 
     # -- internal: the handshake ---------------------------------------------------------
 
@@ -756,17 +738,9 @@ class Session:
         self._decide(decision)
 
     def _decide(self, decision: object) -> None:
-        conn = self._conn
-        if conn.state is not State.UPGRADE_REQUESTED:
+        if self._conn.state is not State.UPGRADE_REQUESTED:
             return  # the handshake timed out or the client left while the hook ran
-        if decision is not None and not isinstance(decision, Accept | Reject):
-            logger.error("on_upgrade returned %r, not Accept, Reject or None; rejecting with 500", decision)
-            decision = Reject(status_code=500)
-        try:
-            conn.decide(decision, now=self._loop.time())
-        except LocalProtocolError:  # such as a subprotocol the client did not offer
-            logger.exception("cannot apply the upgrade decision %r; rejecting with 500", decision)
-            conn.reject(500)
+        self._conn.decide(decision, now=self._loop.time())
         if not self.closed and self._on_open is not None:
             self._on_open(self)
         self._pump()

@@ -8,7 +8,7 @@ to send and its next deadline; it does no I/O of its own. The adapters `session_
 
 from __future__ import annotations
 
-from ._connection import CANCEL_METHOD, Accept, Config, Connection, Reject, Role
+from ._connection import CANCEL_METHOD, Accept, CloseCode, Config, Connection, Reject, Role
 from ._errors import (
     EncodingError,
     ErrorCode,
@@ -49,7 +49,7 @@ from ._events import (
     UpgradeRequested,
 )
 from ._methods import Method, converter
-from ._outcomes import OUTCOMES, WebSocketURL, parse_url, result_of
+from ._outcomes import OUTCOMES, WebSocketURL, log_event, parse_url, result_of
 from ._state import State
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "result_of",
     "CANCEL_METHOD",
     "CancelRequested",
+    "CloseCode",
     "Config",
     "Connection",
     "ConnectionClosed",
@@ -100,5 +101,6 @@ __all__ = [
     "UpgradeRejected",
     "UpgradeRequested",
     "converter",
+    "log_event",
     "remote_protocol_error",
 ]

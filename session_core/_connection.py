@@ -62,12 +62,27 @@ Req = TypeVar("Req")
 #: The reserved notification that cancels a request (`PROTOCOL.md`, "Extensions").
 CANCEL_METHOD = "$/cancel"
 
+
 # Close codes (RFC 6455 section 7.4.1).
-NORMAL_CLOSURE = 1000
-NO_STATUS = 1005
-ABNORMAL_CLOSURE = 1006
-MESSAGE_TOO_BIG = 1009
-INTERNAL_ERROR = 1011
+class CloseCode(enum.IntEnum):
+    """The close codes this project sends or reports (RFC 6455 section 7.4.1)."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    NO_STATUS = 1005
+    "Received only: a close frame without a code (session-rs sends those), a normal end."
+    ABNORMAL_CLOSURE = 1006
+    "Reported only: the connection ended without a close frame."
+    INVALID_DATA = 1007
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+
+
+NORMAL_CLOSURE = CloseCode.NORMAL_CLOSURE
+ABNORMAL_CLOSURE = CloseCode.ABNORMAL_CLOSURE
+MESSAGE_TOO_BIG = CloseCode.MESSAGE_TOO_BIG
+INTERNAL_ERROR = CloseCode.INTERNAL_ERROR
 
 
 class Role(enum.Enum):
@@ -317,14 +332,15 @@ class Connection:
 
     @property
     def reading_paused(self) -> bool:
-        """True while the peer's requests in flight are at `Config.max_incoming_requests`.
+        """True while input would only be held: the peer's requests in flight are at
+        `Config.max_incoming_requests`, or an upgrade waits for `accept()`/`reject()`, or
+        the session waits for `start()`.
 
         A driver should stop reading from the transport while this is true (input given
-        anyway is held, unbounded, until handlers answer): the peer then feels TCP
-        back-pressure instead of our memory growing. Answers resume processing of what is
-        held; check again after each call.
+        anyway is held, unbounded): the peer then feels TCP back-pressure instead of our
+        memory growing. Answers, `accept()` and `start()` resume; check after each call.
         """
-        return self._reader is not None
+        return self._reader is not None or self._state is State.UPGRADE_REQUESTED or self._waiting_for_start
 
     @property
     def should_close_transport(self) -> bool:
@@ -507,13 +523,32 @@ class Connection:
         self._out.append(self._ws.reject(status_code, extra, body))
         self._end(Input.REJECT, ABNORMAL_CLOSURE, f"handshake rejected with {status_code}")
 
-    def decide(self, decision: Accept | Reject | None, *, now: float) -> None:
-        """Server: apply an upgrade hook's decision (`None` accepts)."""
-        if isinstance(decision, Reject):
-            self.reject(decision.status_code, decision.body, headers=decision.headers)
-        else:
-            decision = decision or Accept()
-            self.accept(now=now, subprotocol=decision.subprotocol, headers=decision.headers)
+    def decide(self, decision: object, *, now: float) -> None:
+        """Server: apply an upgrade hook's decision: `Accept`, `Reject` or `None` (accept).
+
+        Made for hooks that decide while the connection goes on: a decision that comes
+        after the connection ended (a handshake timeout) is ignored, and a decision that
+        cannot be applied (not one of the three, or a subprotocol the client did not offer)
+        is logged and answered with 500, so that a faulty hook never leaves a client waiting.
+
+        After calling this method: write `data_to_send()` and take the events.
+        """
+        if self._state is State.CLOSED:
+            return
+        if decision is not None and not isinstance(decision, Accept | Reject):
+            logger.error("upgrade decision %r is not Accept, Reject or None; rejecting with 500", decision)
+            decision = Reject(status_code=500)
+        try:
+            if isinstance(decision, Reject):
+                self.reject(decision.status_code, decision.body, headers=decision.headers)
+            else:
+                decision = decision or Accept()
+                self.accept(now=now, subprotocol=decision.subprotocol, headers=decision.headers)
+        except LocalProtocolError:
+            if self._state is not State.UPGRADE_REQUESTED:
+                raise  # decided twice: the caller's bug
+            logger.exception("cannot apply the upgrade decision %r; rejecting with 500", decision)
+            self.reject(500)
 
     def _open(self, now: float) -> None:
         interval = self.config.keepalive_interval

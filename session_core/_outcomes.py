@@ -5,6 +5,7 @@ Both adapters need exactly this; it lives here so that they stay I/O only.
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from typing import Any
 
@@ -14,10 +15,13 @@ from ._errors import InvalidResponse, LocalProtocolError, RemoteError, SessionCl
 from ._events import (
     ErrorResponseReceived,
     Event,
+    InvalidMessageReceived,
     InvalidResponseReceived,
     RequestAborted,
+    RequestRejected,
     RequestTimedOut,
     ResponseReceived,
+    UnexpectedResponseReceived,
 )
 
 #: The events that end one of our requests.
@@ -47,6 +51,24 @@ def result_of(event: Event) -> Any:
     if isinstance(event, RequestAborted):
         raise SessionClosed(event.code, event.reason)
     raise TypeError(f"{event!r} is not the outcome of a request")
+
+
+def log_event(logger: logging.Logger, event: Event) -> None:
+    """Log what a driver has no other use for, never with the peer's payloads.
+
+    An invalid message and an answer to an unknown id are warnings (the peer is at
+    fault); a late answer to a request given up on and a request the connection rejected
+    itself are routine, logged at debug. Other events are not logged.
+    """
+    if isinstance(event, InvalidMessageReceived):
+        logger.warning("invalid message ignored: %s", event.reason)
+    elif isinstance(event, UnexpectedResponseReceived):
+        if event.late:
+            logger.debug("late answer to request %d (%s) ignored", event.request_id, event.reason)
+        else:
+            logger.warning("answer to unknown request id %d ignored", event.request_id)
+    elif isinstance(event, RequestRejected):
+        logger.debug("request %d (%s) rejected: %s", event.request_id, event.method, event.message)
 
 
 @attrs.frozen(kw_only=True)

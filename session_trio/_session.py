@@ -42,7 +42,6 @@ import trio
 
 from session_core import (
     OUTCOMES,
-    Accept,
     CancelRequested,
     Connection,
     ConnectionClosed,
@@ -51,19 +50,15 @@ from session_core import (
     HandshakeError,
     HandshakeRejected,
     Headers,
-    InvalidMessageReceived,
-    LocalProtocolError,
     Method,
     NotificationReceived,
     PongReceived,
-    Reject,
     RequestReceived,
-    RequestRejected,
     SessionClosed,
     State,
-    UnexpectedResponseReceived,
     UpgradeRejected,
     UpgradeRequested,
+    log_event,
     result_of,
 )
 
@@ -437,16 +432,7 @@ class Session:
 
     def _decide(self, decision: object) -> None:
         """Server: apply the upgrade hook's decision (`None` accepts)."""
-        if self._conn.state is not State.UPGRADE_REQUESTED:
-            return  # the connection ended while the hook decided (handshake timeout)
-        if decision is not None and not isinstance(decision, Accept | Reject):
-            logger.error("on_upgrade returned %r, not Accept, Reject or None; rejecting with 500", decision)
-            decision = Reject(status_code=500)
-        try:
-            self._conn.decide(decision, now=trio.current_time())
-        except LocalProtocolError:  # such as a subprotocol the client did not offer
-            logger.exception("cannot apply the upgrade decision %r; rejecting with 500", decision)
-            self._conn.reject(500)
+        self._conn.decide(decision, now=trio.current_time())
         self._pump()
 
     def _start_reading(self) -> None:
@@ -532,15 +518,7 @@ class Session:
             self._log_event(event)
 
     def _log_event(self, event: Event) -> None:
-        if isinstance(event, InvalidMessageReceived):
-            logger.warning("invalid message ignored: %s", event.reason)
-        elif isinstance(event, UnexpectedResponseReceived):
-            if event.late:  # an answer to a request we gave up: routine
-                logger.debug("late answer to request %d (%s) ignored", event.request_id, event.reason)
-            else:
-                logger.warning("answer to unknown request id %d ignored", event.request_id)
-        elif isinstance(event, RequestRejected):
-            logger.debug("request %d (%s) rejected: %s", event.request_id, event.method, event.message)
+        log_event(logger, event)
 
     def _handle_request(self, event: RequestReceived) -> None:
         # The connection is typed (built with `methods=()`): only registered methods get

@@ -21,7 +21,8 @@ def test_every_export_exists_and_is_documented() -> None:
 def test_exports_are_pinned() -> None:
     assert sorted(session_core.__all__) == sorted(
         [
-            "Accept", "CANCEL_METHOD", "CancelRequested", "Config", "Connection", "ConnectionClosed",
+            "Accept", "CANCEL_METHOD", "CancelRequested", "CloseCode", "Config", "Connection",
+            "ConnectionClosed",
             "EncodingError", "ErrorCode", "ErrorResponseReceived", "Event", "HandshakeAccepted", "Headers",
             "HandshakeError", "HandshakeRejected", "InternalError", "InvalidMessageReceived",
             "InvalidRequestData", "InvalidResponse", "InvalidResponseReceived", "LocalProtocolError",
@@ -30,7 +31,7 @@ def test_exports_are_pinned() -> None:
             "RequestCancelled", "RequestReceived", "RequestRejected", "RequestTimedOut",
             "ResponseReceived", "Role", "SessionClosed", "SessionError", "State",
             "TooManyPendingRequests", "UnexpectedResponseReceived", "UpgradeRejected",
-            "UpgradeRequested", "WebSocketURL", "converter", "parse_url", "remote_protocol_error",
-            "result_of",
+            "UpgradeRequested", "WebSocketURL", "converter", "log_event", "parse_url",
+            "remote_protocol_error", "result_of",
         ]
     )  # fmt: skip

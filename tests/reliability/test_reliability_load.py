@@ -41,9 +41,9 @@ def _idle_case(adapter: str) -> object:
             adapter,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="PERF-1: an idle session_trio session costs about 26 KiB of heap: three "
-                "tasks, two nurseries, their cancel scopes, two Events and three ParkingLots "
-                "(see RELIABILITY.md)",
+                reason="PERF-1: an idle session_trio session costs 23-27 KiB of server heap (three "
+                "tasks, two nurseries and their cancel scopes, Events and ParkingLots per session); "
+                "asyncio costs about 11 KiB (see RELIABILITY.md)",
             ),
         )
     return adapter
