@@ -192,6 +192,7 @@ async def serve(
     """
     loop = asyncio.get_running_loop()
     server = Server(on_session, on_upgrade=on_upgrade, config=config, loop=loop)
+    _bound_tls_handshake(ssl_context, config, kwargs)
     server._server = await loop.create_server(server._make_protocol, host, port, ssl=ssl_context, **kwargs)
     return server
 
@@ -220,5 +221,17 @@ async def unix_serve(
     """
     loop = asyncio.get_running_loop()
     server = Server(on_session, on_upgrade=on_upgrade, config=config, loop=loop)
+    _bound_tls_handshake(ssl_context, config, kwargs)
     server._server = await loop.create_unix_server(server._make_protocol, path, ssl=ssl_context, **kwargs)
     return server
+
+
+def _bound_tls_handshake(
+    ssl_context: ssl.SSLContext | None, config: Config | None, kwargs: dict[str, Any]
+) -> None:
+    # The session (and its handshake timer) starts only once TLS is up: bound the TLS
+    # handshake by the same timeout, or a peer that never finishes it is held for asyncio's
+    # default of 60 s.
+    timeout = (config or Config()).handshake_timeout
+    if ssl_context is not None and timeout is not None:
+        kwargs.setdefault("ssl_handshake_timeout", timeout)

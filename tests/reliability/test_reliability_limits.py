@@ -33,7 +33,6 @@ from . import (
     CONTINUATION,
     PING,
     TEXT,
-    TRIO,
     AnySession,
     Backend,
     RawPeer,
@@ -392,18 +391,7 @@ def test_a_server_that_stops_answering_pings_fails_our_requests_with_1011(backen
 
 
 def _tls_case(backend: Backend) -> Any:
-    if backend is TRIO:
-        return pytest.param(backend, id=str(backend))
-    return pytest.param(
-        backend,
-        id=str(backend),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG-5: session_asyncio/_server.py serve() does not pass Config.handshake_timeout "
-            "as create_server's ssl_handshake_timeout: the connection (and its timer) starts only "
-            "after TLS, so a peer that never finishes TLS is held for asyncio's 60 s",
-        ),
-    )
+    return pytest.param(backend, id=str(backend))
 
 
 @pytest.mark.parametrize("backend", [_tls_case(b) for b in ADAPTERS])
