@@ -390,14 +390,12 @@ def test_a_server_that_stops_answering_pings_fails_our_requests_with_1011(backen
 # -- slowloris over TLS ----------------------------------------------------------------
 
 
-def _tls_case(backend: Backend) -> Any:
-    return pytest.param(backend, id=str(backend))
-
-
-@pytest.mark.parametrize("backend", [_tls_case(b) for b in ADAPTERS])
+@pytest.mark.parametrize("backend", ADAPTERS, ids=str)
 def test_a_tls_handshake_that_never_completes_is_dropped_after_the_handshake_timeout(
     backend: Backend,
 ) -> None:
+    # BUG-5 (fixed): session_asyncio's sessions, and their handshake timer, start only once
+    # TLS is up; serve() did not bound the TLS handshake, so asyncio's 60 s applied.
     ca = trustme.CA()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
@@ -434,5 +432,7 @@ def test_a_tls_handshake_that_never_completes_is_dropped_after_the_handshake_tim
         async with backend.serve(on_session, ssl_context=context, config=config) as server:
             dropped = await backend.to_thread(lambda: silent_tls_peers(server.port))
         assert None not in dropped, f"{dropped.count(None)} of 20 still connected after {timeout + 3.5} s"
+        times = [t for t in dropped if t is not None]
+        print(f"{backend}: 20 silent TLS peers dropped after {min(times):.2f}-{max(times):.2f} s")
 
     backend.run(main)
