@@ -63,6 +63,7 @@ from session_core import (
     log_event,
     result_of,
 )
+from session_core._handlers import Handlers, NotificationHandler, RequestHandler
 
 __all__ = ["NotificationHandler", "RequestHandler", "Session", "UpgradeHook"]
 
@@ -71,10 +72,6 @@ logger = logging.getLogger("session_asyncio")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
-RequestHandler: TypeAlias = Callable[[Req], Awaitable[Resp]]
-"""`async def handler(data: Req) -> Resp`: serves one method's requests."""
-NotificationHandler: TypeAlias = Callable[[Req], Awaitable[object]]
-"""`async def handler(data: Req) -> None`: receives one method's notifications."""
 Decision: TypeAlias = Accept | Reject | None
 UpgradeHook: TypeAlias = Callable[[UpgradeRequested, Any], Decision | Awaitable[Decision]]
 """`on_upgrade(request, remote_address)`, sync or async: `Accept`, `Reject` or `None` (accept)."""
@@ -133,7 +130,7 @@ class _Protocol(asyncio.Protocol):
         self._session._wake_writers()
 
 
-class Session:
+class Session(Handlers):
     """One end of a session: send requests and notifications, serve the peer's.
 
     Sessions come from `session_asyncio.connect()` (client) and from the `on_session`
@@ -342,67 +339,6 @@ class Session:
             if self._pings.pop(ping_id, None) is None and not future.cancelled():
                 future.exception()  # the session ended at the same time: mark it retrieved
             raise
-
-    # -- handlers --------------------------------------------------------------------
-
-    @overload
-    def on_request(
-        self, method: Method[Req, Resp, Any], handler: None = None
-    ) -> Callable[[RequestHandler[Req, Resp]], RequestHandler[Req, Resp]]: ...
-    @overload
-    def on_request(
-        self, method: Method[Req, Resp, Any], handler: RequestHandler[Req, Resp]
-    ) -> RequestHandler[Req, Resp]: ...
-    def on_request(
-        self, method: Method[Any, Any, Any], handler: RequestHandler[Any, Any] | None = None
-    ) -> Any:
-        """Serve `method`: `handler(data)` answers each of the peer's requests for it.
-
-        Use it as a decorator (`@session.on_request(add)`) or call it with the handler.
-        The handler is `async def handler(data) -> response`; it runs in a task of its own,
-        concurrently with others (at most `Config.max_incoming_requests` at once). It
-        fails with the method's error type by raising `MethodError(error)`; any other
-        exception is logged and answered with -32603 (internal error). It is cancelled
-        when the peer cancels the request or the session ends. A handler registered again
-        for the same method replaces the first.
-
-        Requests for methods with no handler are answered with -32601, and requests whose
-        data does not fit with -32602, before any handler.
-        """
-
-        def register(handler: RequestHandler[Any, Any]) -> RequestHandler[Any, Any]:
-            self._conn.add_method(method)
-            self._request_handlers[method.name] = handler
-            return handler
-
-        return register if handler is None else register(handler)
-
-    @overload
-    def on_notification(
-        self, method: Method[Req, Any, Any], handler: None = None
-    ) -> Callable[[NotificationHandler[Req]], NotificationHandler[Req]]: ...
-    @overload
-    def on_notification(
-        self, method: Method[Req, Any, Any], handler: NotificationHandler[Req]
-    ) -> NotificationHandler[Req]: ...
-    def on_notification(
-        self, method: Method[Any, Any, Any], handler: NotificationHandler[Any] | None = None
-    ) -> Any:
-        """Handle the peer's notifications for `method` with `handler(data)`.
-
-        Use it as a decorator or call it with the handler. The handler is
-        `async def handler(data) -> None`. Notifications reach their handlers one at a
-        time, in the order they arrived: a handler that must not hold up the next one
-        starts a task of its own. An exception from a handler is logged and the session
-        goes on. Notifications nobody handles are dropped (logged at debug level).
-        """
-
-        def register(handler: NotificationHandler[Any]) -> NotificationHandler[Any]:
-            self._conn.add_method(method, requests=False)
-            self._notification_handlers[method.name] = handler
-            return handler
-
-        return register if handler is None else register(handler)
 
     # -- closing ---------------------------------------------------------------------
 

@@ -142,8 +142,12 @@ class WebSocket:
         return data
 
     def reject(self, status_code: int, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> bytes:
+        # A Content-Length rather than chunked encoding: simple clients read it more easily.
+        fields = list(headers)
+        if not any(name.lower() == b"content-length" for name, _ in fields):
+            fields.append((b"content-length", b"%d" % len(body)))
         return self._send_reject(
-            RejectConnection(status_code=status_code, headers=list(headers), has_body=True), body
+            RejectConnection(status_code=status_code, headers=fields, has_body=True), body
         )
 
     def _send_reject(self, head: RejectConnection, body: bytes) -> bytes:

@@ -34,9 +34,8 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, TypeAlias, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import trio
 
@@ -61,16 +60,13 @@ from session_core import (
     log_event,
     result_of,
 )
+from session_core._handlers import Handlers, NotificationHandler, RequestHandler
 
 logger = logging.getLogger("session_trio")
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
-RequestHandler: TypeAlias = Callable[[Req], Awaitable[Resp]]
-"""`async def handler(data: Req) -> Resp`: serves one method's requests."""
-NotificationHandler: TypeAlias = Callable[[Req], Awaitable[object]]
-"""`async def handler(data: Req) -> None`: receives one method's notifications."""
 
 #: How much to read at once.
 READ_SIZE = 64 * 1024
@@ -99,7 +95,7 @@ class _Waiter:
         trio.lowlevel.reschedule(self.task)
 
 
-class Session:
+class Session(Handlers):
     """One end of a session: make requests, send notifications, serve methods.
 
     Sessions come from `session_trio.connect` (client) and `session_trio.serve` (server);
@@ -293,67 +289,6 @@ class Session:
         if waiter.error is not None:
             raise waiter.error
         return float(waiter.value) - sent_at
-
-    # -- handlers --------------------------------------------------------------------
-
-    @overload
-    def on_request(
-        self, method: Method[Req, Resp, Any], handler: None = None
-    ) -> Callable[[RequestHandler[Req, Resp]], RequestHandler[Req, Resp]]: ...
-    @overload
-    def on_request(
-        self, method: Method[Req, Resp, Any], handler: RequestHandler[Req, Resp]
-    ) -> RequestHandler[Req, Resp]: ...
-    def on_request(
-        self, method: Method[Any, Any, Any], handler: RequestHandler[Any, Any] | None = None
-    ) -> Any:
-        """Serve `method`: `handler(data)` answers each of the peer's requests for it.
-
-        Use it as a decorator (`@session.on_request(add)`) or call it with the handler.
-        The handler is `async def handler(data) -> response`; it runs in a task of its own,
-        concurrently with others (at most `Config.max_incoming_requests` at once). It
-        fails with the method's error type by raising `MethodError(error)`; any other
-        exception is logged and answered with -32603 (internal error). It is cancelled
-        when the peer cancels the request or the session ends. A handler registered again
-        for the same method replaces the first.
-
-        Requests for methods with no handler are answered with -32601, and requests whose
-        data does not fit with -32602, before any handler.
-        """
-
-        def register(handler: RequestHandler[Any, Any]) -> RequestHandler[Any, Any]:
-            self._conn.add_method(method)
-            self._request_handlers[method.name] = handler
-            return handler
-
-        return register if handler is None else register(handler)
-
-    @overload
-    def on_notification(
-        self, method: Method[Req, Any, Any], handler: None = None
-    ) -> Callable[[NotificationHandler[Req]], NotificationHandler[Req]]: ...
-    @overload
-    def on_notification(
-        self, method: Method[Req, Any, Any], handler: NotificationHandler[Req]
-    ) -> NotificationHandler[Req]: ...
-    def on_notification(
-        self, method: Method[Any, Any, Any], handler: NotificationHandler[Any] | None = None
-    ) -> Any:
-        """Handle the peer's notifications for `method` with `handler(data)`.
-
-        Use it as a decorator or call it with the handler. The handler is
-        `async def handler(data) -> None`. Notifications reach their handlers one at a
-        time, in the order they arrived: a handler that must not hold up the next one
-        starts a task of its own. An exception from a handler is logged and the session
-        goes on. Notifications nobody handles are dropped (logged at debug level).
-        """
-
-        def register(handler: NotificationHandler[Any]) -> NotificationHandler[Any]:
-            self._conn.add_method(method, requests=False)
-            self._notification_handlers[method.name] = handler
-            return handler
-
-        return register if handler is None else register(handler)
 
     # -- closing ---------------------------------------------------------------------
 

@@ -182,3 +182,13 @@ def test_eof_during_handshake_ends_the_connection() -> None:
 def test_invalid_client_headers_raise_our_own_error(name: str, value: str) -> None:
     with pytest.raises(LocalProtocolError):
         Connection.client("h:1", "/", now=0.0, headers=[(name, value)])
+
+
+def test_rejection_carries_a_content_length() -> None:
+    server = Connection.server(now=0.0)
+    server.receive_data(SESSION_RS_UPGRADE, 0.0)
+    server.reject(403, b"forbidden")
+    response = server.data_to_send()
+    assert b"\r\ncontent-length: 9\r\n" in response.lower()
+    assert b"chunked" not in response.lower()
+    assert response.endswith(b"\r\n\r\nforbidden")
