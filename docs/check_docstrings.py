@@ -33,8 +33,14 @@ def attribute_docs(module: str) -> dict[tuple[str, str], list[str]]:
 
 
 def documented_data(package: Any, name: str, value: Any) -> bool:
-    """Whether a private module of `package` that holds the data `name` documents it."""
-    for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+    """Whether a private module (of `package`, or of the core, which the adapters re-export
+    from) that holds the data `name` documents it."""
+    core = importlib.import_module("session_core")
+    modules = [
+        *pkgutil.iter_modules(package.__path__, package.__name__ + "."),
+        *pkgutil.iter_modules(core.__path__, "session_core."),
+    ]
+    for info in modules:
         module = importlib.import_module(info.name)
         if getattr(module, name, None) is value and ("", name) in attribute_docs(info.name):
             return True

@@ -15,7 +15,7 @@ loop is run (trio's `serve` is made for `nursery.start`).
 
 from __future__ import annotations
 
-from session_core._handlers import NotificationHandler, RequestHandler
+from session_core._sessionbase import NotificationHandler, RequestHandler
 
 from ._client import connect, unix_connect
 from ._server import OnSession, UpgradeHook, serve, serve_listeners, unix_serve

@@ -48,7 +48,6 @@ from session_core import (
     HandshakeAccepted,
     HandshakeError,
     HandshakeRejected,
-    Headers,
     Method,
     NotificationReceived,
     PongReceived,
@@ -60,7 +59,7 @@ from session_core import (
     log_event,
     result_of,
 )
-from session_core._handlers import Handlers, NotificationHandler, RequestHandler
+from session_core._sessionbase import NotificationHandler, RequestHandler, SessionBase
 
 logger = logging.getLogger("session_trio")
 
@@ -95,7 +94,7 @@ class _Waiter:
         trio.lowlevel.reschedule(self.task)
 
 
-class Session(Handlers):
+class Session(SessionBase):
     """One end of a session: make requests, send notifications, serve methods.
 
     Sessions come from `session_trio.connect` (client) and `session_trio.serve` (server);
@@ -150,50 +149,6 @@ class Session(Handlers):
         self._closed = trio.Event()  # the transport is closed and every task has ended
 
     # -- properties ------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """Whether the session has ended (the close handshake is over or the connection lost)."""
-        return self._conn.state is State.CLOSED
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code that ended the session (`None` until it has ended).
-
-        The peer's code when it closed first, ours when we did; 1005 for a close frame
-        without a code (how session-rs closes), 1006 for a connection lost without one.
-        """
-        return self._conn.close_code if self.closed else None
-
-    @property
-    def close_reason(self) -> str | None:
-        """The reason that came with `close_code` (`None` until the session has ended)."""
-        return self._conn.close_reason if self.closed else None
-
-    @property
-    def path(self) -> str:
-        """The request target of the opening handshake, such as `/chat?room=1`."""
-        return self._conn.path
-
-    @property
-    def request_headers(self) -> Headers:
-        """Server: the upgrade request's headers. Client: the extra headers it sent."""
-        return self._conn.request_headers
-
-    @property
-    def response_headers(self) -> Headers:
-        """Client: the 101 response's extra headers. Server: the extra headers it sent."""
-        return self._conn.response_headers
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the handshake, if any."""
-        return self._conn.subprotocol
-
-    @property
-    def remote_address(self) -> Any:
-        """The peer's socket address (`(host, port)` over TCP), or `None` if unknown."""
-        return self._remote_address
 
     # -- messages --------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""The handler tables of a session, the same for every adapter.
+"""The half of a session that is the same for every adapter.
 
-Registration is pure bookkeeping (a name, a handler, the connection told to type the
-method); the adapters' `Session` classes inherit it, and only running the handlers, which
-takes tasks, is theirs.
+Registering handlers is bookkeeping (a name, a handler, the connection told to type the
+method), and the session's facts (how it closed, its handshake, its peer) are the
+connection's: the adapters' `Session` classes inherit both from `SessionBase`, and keep
+only what takes tasks and I/O.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar, overload
 
 from ._connection import Connection
+from ._events import Headers
 from ._methods import Method
+from ._state import State
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -22,14 +25,60 @@ NotificationHandler: TypeAlias = Callable[[Req], Awaitable[object]]
 """`async def handler(data: Req) -> None`: receives one method's notifications."""
 
 
-class Handlers:
-    """`on_request` and `on_notification`, for a session class that owns `_conn`."""
+class SessionBase:
+    """What the adapters' `Session` classes share: the facts of the connection, and
+    `on_request`/`on_notification`. A subclass sets the attributes annotated here."""
 
     __slots__ = ()
 
     _conn: Connection
+    _remote_address: Any
     _request_handlers: dict[str, RequestHandler[Any, Any]]
     _notification_handlers: dict[str, NotificationHandler[Any]]
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session has ended (the close handshake is over or the connection lost)."""
+        return self._conn.state is State.CLOSED
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code that ended the session (`None` until it has ended).
+
+        The peer's code when it closed first, ours when we did; 1005 for a close frame
+        without a code (how session-rs closes), 1006 for a connection lost without one.
+        """
+        return self._conn.close_code if self.closed else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The reason that came with `close_code` (`None` until the session has ended)."""
+        return self._conn.close_reason if self.closed else None
+
+    @property
+    def path(self) -> str:
+        """The request target of the opening handshake, such as `/chat?room=1`."""
+        return self._conn.path
+
+    @property
+    def request_headers(self) -> Headers:
+        """Server: the upgrade request's headers. Client: the extra headers it sent."""
+        return self._conn.request_headers
+
+    @property
+    def response_headers(self) -> Headers:
+        """Client: the 101 response's extra headers. Server: the extra headers it sent."""
+        return self._conn.response_headers
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the handshake, if any."""
+        return self._conn.subprotocol
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's socket address (`(host, port)` over TCP), or `None` if unknown."""
+        return self._remote_address
 
     @overload
     def on_request(
