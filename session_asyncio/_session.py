@@ -206,8 +206,6 @@ class Session(SessionBase):
             ConnectionClosed: self._on_closed,
         }
 
-    # -- properties ------------------------------------------------------------------
-
     # -- messages --------------------------------------------------------------------
 
     @overload

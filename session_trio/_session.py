@@ -148,8 +148,6 @@ class Session(SessionBase):
         self._teardown_deadline = math.inf  # set once the session's tasks are being ended
         self._closed = trio.Event()  # the transport is closed and every task has ended
 
-    # -- properties ------------------------------------------------------------------
-
     # -- messages --------------------------------------------------------------------
 
     @overload
