@@ -48,8 +48,8 @@ from session_core import (
     Method,
     MethodError,
     NotificationReceived,
+    ProtocolErrorResponse,
     RemoteError,
-    RemoteProtocolError,
     RequestReceived,
     SessionClosed,
     State,
@@ -393,7 +393,7 @@ async def _call(args: argparse.Namespace, streams: Streams) -> int:
         progress.status = f"waiting for the answer to {method}"
         try:
             result = await session.request(method, data, timeout=timeout)
-        except RemoteProtocolError as exc:
+        except ProtocolErrorResponse as exc:
             await progress.stop()
             _say(streams.stdout, _dumps(exc.error, pretty=args.pretty))
             _say(streams.stderr, f"{_NAME}: {method}: {exc.message} ({exc.code})")

@@ -20,13 +20,14 @@ from ._errors import (
     LocalProtocolError,
     MethodError,
     MethodNotFound,
+    ProtocolError,
+    ProtocolErrorResponse,
     RemoteError,
     RemoteProtocolError,
     RequestCancelled,
     SessionClosed,
     SessionError,
     TooManyPendingRequests,
-    remote_protocol_error,
 )
 from ._events import (
     CancelRequested,
@@ -85,6 +86,8 @@ __all__ = [
     "NotificationReceived",
     "PongReceived",
     "RemoteError",
+    "ProtocolError",
+    "ProtocolErrorResponse",
     "RemoteProtocolError",
     "RequestAborted",
     "RequestCancelled",
@@ -102,5 +105,4 @@ __all__ = [
     "UpgradeRequested",
     "converter",
     "log_event",
-    "remote_protocol_error",
 ]

@@ -2,20 +2,22 @@
 
 ```
 SessionError
-├── LocalProtocolError        the caller misused the API (wrong state, bad value)
-│   ├── EncodingError         a value cannot be sent as JSON or as its type
-│   └── TooManyPendingRequests
-├── HandshakeError            the WebSocket handshake failed (client side)
-│   └── HandshakeRejected     the server answered with an HTTP error
-├── SessionClosed             the session ended before the operation could finish
-├── InvalidResponse           an answer arrived that does not fit the method's types
-└── RemoteError               the peer answered with an error response
-    └── RemoteProtocolError   ... holding a protocol error object (code, message)
-        ├── MethodNotFound          -32601
-        ├── InvalidRequestData      -32602
-        ├── InternalError           -32603
-        └── RequestCancelled        -32800
-MethodError                   raised by a request handler to answer with an error value
+├── ProtocolError                 somebody broke the protocol (h11's and wsproto's meaning)
+│   ├── LocalProtocolError        we did: the caller misused the API (wrong state, bad value)
+│   │   └── EncodingError         a value cannot be sent as JSON or as its type
+│   └── RemoteProtocolError       the peer did
+│       └── InvalidResponse       an answer that does not fit the method's types
+├── TooManyPendingRequests        back-pressure: `Config.max_pending_requests` is reached
+├── HandshakeError                the WebSocket handshake failed (client side)
+│   └── HandshakeRejected         the server answered with an HTTP error
+├── SessionClosed                 the session ended before the operation could finish
+└── RemoteError                   the peer answered with an error response
+    └── ProtocolErrorResponse     ... holding a protocol error object (code, message)
+        ├── MethodNotFound              -32601
+        ├── InvalidRequestData          -32602
+        ├── InternalError               -32603
+        └── RequestCancelled            -32800
+MethodError                       raised by a request handler to answer with an error value
 ```
 
 Violations by the peer never surface as exceptions from `Connection.receive_data`: they
@@ -47,16 +49,33 @@ class SessionError(Exception):
     """Base class of every exception this project raises."""
 
 
-class LocalProtocolError(SessionError):
+class ProtocolError(SessionError):
+    """Somebody broke the protocol: we (`LocalProtocolError`) or the peer
+    (`RemoteProtocolError`), as in h11 and wsproto."""
+
+
+class LocalProtocolError(ProtocolError):
     """The caller asked for something the protocol or the connection's state forbids."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol.
+
+    After the handshake, the connection never raises it from `receive_data`: what the peer
+    breaks becomes an event (`InvalidMessageReceived`, `ConnectionClosed`). It reaches a
+    caller whose request got an answer it cannot read (`InvalidResponse`).
+    """
 
 
 class EncodingError(LocalProtocolError):
     """A value cannot be sent: it is not JSON (NaN, a lone surrogate...) or not of its type."""
 
 
-class TooManyPendingRequests(LocalProtocolError):
-    """`Config.max_pending_requests` requests already wait for their answers."""
+class TooManyPendingRequests(SessionError):
+    """`Config.max_pending_requests` requests already wait for their answers.
+
+    Back-pressure, not a misuse: wait for answers, then send again.
+    """
 
 
 class HandshakeError(SessionError):
@@ -86,7 +105,7 @@ class SessionClosed(SessionError):
         self.reason = reason
 
 
-class InvalidResponse(SessionError):
+class InvalidResponse(RemoteProtocolError):
     """The peer answered a request with a value that does not fit the method's types."""
 
     def __init__(self, method: str, request_id: int, reason: str) -> None:
@@ -112,10 +131,10 @@ class RemoteError(SessionError):
         return f"{self.method or 'request'} failed: {self.error!r}"
 
 
-class RemoteProtocolError(RemoteError):
+class ProtocolErrorResponse(RemoteError):
     """The peer answered with a protocol error object (`code` and `message`).
 
-    `RemoteError.from_answer` picks the subclass that matches the code.
+    `ProtocolErrorResponse.from_code` builds the subclass that matches the code.
     """
 
     def __init__(self, code: int, message: str, *, method: str = "", request_id: int = 0):
@@ -126,37 +145,36 @@ class RemoteProtocolError(RemoteError):
     def __str__(self) -> str:
         return f"{self.method or 'request'} failed: {self.message} ({self.code})"
 
+    @classmethod
+    def from_code(
+        cls, code: int, message: str, *, method: str = "", request_id: int = 0
+    ) -> ProtocolErrorResponse:
+        """Build the subclass that matches `code` (`MethodNotFound` for -32601, ...)."""
+        return _BY_CODE.get(code, ProtocolErrorResponse)(code, message, method=method, request_id=request_id)
 
-class MethodNotFound(RemoteProtocolError):
+
+class MethodNotFound(ProtocolErrorResponse):
     """The peer does not serve the method (-32601)."""
 
 
-class InvalidRequestData(RemoteProtocolError):
+class InvalidRequestData(ProtocolErrorResponse):
     """The peer could not read the request's data as the method's request type (-32602)."""
 
 
-class InternalError(RemoteProtocolError):
+class InternalError(ProtocolErrorResponse):
     """The peer's handler failed unexpectedly (-32603)."""
 
 
-class RequestCancelled(RemoteProtocolError):
+class RequestCancelled(ProtocolErrorResponse):
     """The peer cancelled the request (-32800)."""
 
 
-_BY_CODE: dict[int, type[RemoteProtocolError]] = {
+_BY_CODE: dict[int, type[ProtocolErrorResponse]] = {
     ErrorCode.METHOD_NOT_FOUND: MethodNotFound,
     ErrorCode.INVALID_REQUEST_DATA: InvalidRequestData,
     ErrorCode.INTERNAL_ERROR: InternalError,
     ErrorCode.REQUEST_CANCELLED: RequestCancelled,
 }
-
-
-def remote_protocol_error(
-    code: int, message: str, *, method: str = "", request_id: int = 0
-) -> RemoteProtocolError:
-    """Build the `RemoteProtocolError` subclass that matches `code`."""
-    cls = _BY_CODE.get(code, RemoteProtocolError)
-    return cls(code, message, method=method, request_id=request_id)
 
 
 class MethodError(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import InvalidResponse, LocalProtocolError, RemoteError, SessionClosed, remote_protocol_error
+from ._errors import InvalidResponse, LocalProtocolError, ProtocolErrorResponse, RemoteError, SessionClosed
 from ._events import (
     ErrorResponseReceived,
     Event,
@@ -32,7 +32,7 @@ def result_of(event: Event) -> Any:
     """The value a request returns for its outcome event, or the exception it raises.
 
     `ResponseReceived` gives its result; an error response raises `RemoteError` (or the
-    `RemoteProtocolError` subclass of its code); an answer that does not fit raises
+    `ProtocolErrorResponse` subclass of its code); an answer that does not fit raises
     `InvalidResponse`; a timeout raises `TimeoutError`; the end of the session raises
     `SessionClosed`.
     """
@@ -40,7 +40,7 @@ def result_of(event: Event) -> Any:
         return event.result
     if isinstance(event, ErrorResponseReceived):
         if event.code is not None and event.message is not None:
-            raise remote_protocol_error(
+            raise ProtocolErrorResponse.from_code(
                 event.code, event.message, method=event.method, request_id=event.request_id
             )
         raise RemoteError(event.error, method=event.method, request_id=event.request_id)

@@ -17,8 +17,8 @@ from session_core import (
     Method,
     MethodError,
     MethodNotFound,
+    ProtocolErrorResponse,
     RemoteError,
-    RemoteProtocolError,
 )
 
 from .support import AddArgs, add, crash, echo, fail, running, serve_basics, sleep, tick, url_of, welcome
@@ -104,7 +104,7 @@ async def test_notifications_both_ways_and_server_calls_client() -> None:
             await server_results.put(("error", exc.error))
         try:
             await session.request(echo, 1)
-        except RemoteProtocolError as exc:
+        except ProtocolErrorResponse as exc:
             await server_results.put(("protocol", exc.code))
 
     async with running(on_session) as server, session_asyncio.connect(url_of(server)) as session:

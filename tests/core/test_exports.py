@@ -27,11 +27,12 @@ def test_exports_are_pinned() -> None:
             "HandshakeError", "HandshakeRejected", "InternalError", "InvalidMessageReceived",
             "InvalidRequestData", "InvalidResponse", "InvalidResponseReceived", "LocalProtocolError",
             "Method", "MethodError", "MethodNotFound", "NotificationReceived", "OUTCOMES",
-            "PongReceived", "Reject", "RemoteError", "RemoteProtocolError", "RequestAborted",
+            "PongReceived", "ProtocolError", "ProtocolErrorResponse", "Reject", "RemoteError",
+            "RemoteProtocolError", "RequestAborted",
             "RequestCancelled", "RequestReceived", "RequestRejected", "RequestTimedOut",
             "ResponseReceived", "Role", "SessionClosed", "SessionError", "State",
             "TooManyPendingRequests", "UnexpectedResponseReceived", "UpgradeRejected",
             "UpgradeRequested", "WebSocketURL", "converter", "log_event", "parse_url",
-            "remote_protocol_error", "result_of",
+            "result_of",
         ]
     )  # fmt: skip

@@ -18,8 +18,8 @@ from session_core import (
     LocalProtocolError,
     Method,
     MethodNotFound,
+    ProtocolErrorResponse,
     RemoteError,
-    RemoteProtocolError,
     RequestAborted,
     RequestCancelled,
     RequestTimedOut,
@@ -115,13 +115,13 @@ def test_result_of_each_outcome() -> None:
     with pytest.raises(RemoteError) as error:
         result_of(ErrorResponseReceived(request_id=1, method="m", error="boom"))
     assert error.value.error == "boom" and error.value.method == "m"
-    assert not isinstance(error.value, RemoteProtocolError)
+    assert not isinstance(error.value, ProtocolErrorResponse)
     assert "boom" in str(error.value)
-    cases: list[tuple[int, type[RemoteProtocolError]]] = [
+    cases: list[tuple[int, type[ProtocolErrorResponse]]] = [
         (-32601, MethodNotFound),
         (-32603, InternalError),
         (-32800, RequestCancelled),
-        (-32000, RemoteProtocolError),
+        (-32000, ProtocolErrorResponse),
     ]
     for code, cls in cases:
         event = ErrorResponseReceived(request_id=2, method="m", error={}, code=code, message="why")
@@ -166,3 +166,26 @@ def test_parse_url(url: str, secure: bool, host: str, port: int, target: str, ho
 def test_parse_url_refuses(url: str) -> None:
     with pytest.raises(LocalProtocolError):
         parse_url(url)
+
+
+def test_error_names_mean_what_they_mean_in_h11_and_wsproto() -> None:
+    from session_core import (
+        ProtocolError,
+        ProtocolErrorResponse,
+        RemoteProtocolError,
+        TooManyPendingRequests,
+    )
+
+    # A protocol violation, by us or by the peer, is a `ProtocolError`.
+    assert issubclass(LocalProtocolError, ProtocolError)
+    assert issubclass(RemoteProtocolError, ProtocolError)
+    assert issubclass(InvalidResponse, RemoteProtocolError)
+    # The peer answering with a protocol error object is an answer, not a violation.
+    assert issubclass(ProtocolErrorResponse, RemoteError)
+    assert not issubclass(ProtocolErrorResponse, ProtocolError)
+    # Back-pressure is not a misuse.
+    assert not issubclass(TooManyPendingRequests, ProtocolError)
+    assert issubclass(TooManyPendingRequests, SessionError)
+    error = ProtocolErrorResponse.from_code(-32601, "method not found: x", method="x", request_id=3)
+    assert type(error) is MethodNotFound and (error.code, error.request_id) == (-32601, 3)
+    assert type(ProtocolErrorResponse.from_code(-32000, "server")) is ProtocolErrorResponse

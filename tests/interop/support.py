@@ -29,7 +29,7 @@ import trio
 
 import session_asyncio
 import session_trio
-from session_core import Config, Method, MethodError, RemoteError, RemoteProtocolError
+from session_core import Config, Method, MethodError, ProtocolErrorResponse, RemoteError
 
 T = TypeVar("T")
 
@@ -104,7 +104,7 @@ async def outcome(call: Awaitable[Any]) -> dict[str, Any]:
     """What a request gave, as JSON: `result`, the method's `error`, or a protocol error."""
     try:
         return {"result": await call}
-    except RemoteProtocolError as exc:
+    except ProtocolErrorResponse as exc:
         return {"code": exc.code, "message": exc.message}
     except RemoteError as exc:
         return {"error": exc.error}

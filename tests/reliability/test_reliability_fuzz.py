@@ -238,7 +238,7 @@ def test_regression_inputs(data: bytes) -> None:
 # -- bugs found here (fixed since; these are their regression tests) ----------------------
 
 #: BUG-2: wsproto decodes these headers as ASCII and let UnicodeDecodeError out of
-#: `receive_data` (session_core/_ws.py caught only wsproto's RemoteProtocolError); trio
+#: `receive_data` (session_core/_ws.py caught only wsproto's ProtocolErrorResponse); trio
 #: logged an ERROR traceback for each such request, asyncio a loop error.
 NON_ASCII_HEADERS = [
     b"Sec-WebSocket-Protocol: \xff",

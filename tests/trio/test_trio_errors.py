@@ -11,8 +11,8 @@ import session_trio
 from session_core import (
     ConnectionClosed,
     InternalError,
+    ProtocolErrorResponse,
     RemoteError,
-    RemoteProtocolError,
     ResponseReceived,
 )
 from tests.helpers import TEXT, client_frame
@@ -49,7 +49,7 @@ async def test_method_error_is_a_typed_error_response() -> None:
         with pytest.raises(RemoteError) as negative:
             await session.request(add, AddArgs(-1, 1))
         assert negative.value.error == "negative"
-        assert not isinstance(negative.value, RemoteProtocolError)
+        assert not isinstance(negative.value, ProtocolErrorResponse)
 
 
 async def test_a_failing_notification_handler_is_logged_and_the_session_goes_on(

@@ -16,8 +16,8 @@ from session_core import (
     InvalidResponse,
     MethodError,
     MethodNotFound,
+    ProtocolErrorResponse,
     RemoteError,
-    RemoteProtocolError,
     RequestReceived,
     SessionClosed,
     UpgradeRequested,
@@ -82,7 +82,7 @@ async def test_every_message_kind_both_ways() -> None:
         with pytest.raises(RemoteError) as caught:
             await session.request(fail, None)
         assert caught.value.error == "boom"
-        assert not isinstance(caught.value, RemoteProtocolError)
+        assert not isinstance(caught.value, ProtocolErrorResponse)
         await session.notify(tick, 7)
         await server_done.wait()
         assert welcomed == ["hi"]
