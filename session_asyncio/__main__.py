@@ -1,8 +1,8 @@
-"""`python -m session_asyncio`: the command line (see `session_asyncio._cli`)."""
+"""`python -m session_asyncio`: the command line, now `session-py` (see `session_cli`)."""
 
 from __future__ import annotations
 
-from ._cli import main
+from session_cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""The command line, `python -m session_asyncio`: every command and every exit status.
+"""The command line, `session-py` (`python -m session_cli`): every command and every exit status.
 
 The demo server (`serve`) runs in a subprocess, as a user runs it; most commands run in
 this process through `main()` (quick), a few as real processes (the entry point, Ctrl-C).
@@ -29,8 +29,7 @@ import pytest
 import trustme
 
 import session_asyncio
-from session_asyncio import _cli
-from session_asyncio._cli import Streams, build_parser, main, run
+from session_cli import Streams, _cli, build_parser, main, run
 from session_core import Accept, Method, MethodNotFound, Reject, RemoteError, UpgradeRequested
 from tests.interop.rawpeer import CLOSE, WELCOME, FakeServer, RawPeer, session_rs_101
 
@@ -45,12 +44,12 @@ def env() -> dict[str, str]:
 
 
 def command(*argv: str) -> list[str]:
-    """The argv of `python -m session_asyncio ARGV...`."""
-    return [sys.executable, "-m", "session_asyncio", *argv]
+    """The argv of `python -m session_cli ARGV...`."""
+    return [sys.executable, "-m", "session_cli", *argv]
 
 
 class DemoServer:
-    """`python -m session_asyncio serve` in a subprocess, on a free port; its log collected."""
+    """`session-py serve` in a subprocess, on a free port; its log collected."""
 
     def __init__(self, *options: str) -> None:
         self.process = subprocess.Popen(
@@ -158,7 +157,7 @@ def the_error(done: Result) -> str:
     """The one-line error message on stderr."""
     lines = done.err.splitlines()
     assert len(lines) == 1, done.err
-    assert lines[0].startswith("session_asyncio: "), lines[0]
+    assert lines[0].startswith("session-py: "), lines[0]
     return lines[0]
 
 
@@ -246,6 +245,22 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.parametrize(
+    "command",
+    [
+        [str(Path(sys.executable).with_name("session-py"))],
+        [sys.executable, "-m", "session_cli"],
+        [sys.executable, "-m", "session_asyncio"],
+    ],
+    ids=["console-script", "python-m-session_cli", "python-m-session_asyncio"],
+)
+def test_every_entry_point_runs_the_same_command_line(command: list[str]) -> None:
+    done = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: session-py [-h] COMMAND")
+    assert all(name in done.stdout for name in ("call", "notify", "listen", "serve"))
+
+
+@pytest.mark.parametrize(
     ("text", "address"),
     [
         ("127.0.0.1:9000", ("127.0.0.1", 9000)),
@@ -298,13 +313,13 @@ def test_call_reads_json_from_stdin_and_files(demo: DemoServer, tmp_path: Path) 
 def test_call_error_response_exits_1_with_the_error_on_stdout(demo: DemoServer) -> None:
     done = cli("call", demo.url, "fail")
     assert (done.status, done.out) == (_cli.EXIT_ERROR_RESPONSE, '"boom"\n')
-    assert the_error(done) == "session_asyncio: fail answered with an error response"
+    assert the_error(done) == "session-py: fail answered with an error response"
 
 
 def test_call_protocol_errors_exit_1_with_code_and_message(demo: DemoServer) -> None:
     done = cli("call", demo.url, "nope")
     assert (done.status, done.out) == (1, '{"code":-32601,"message":"method not found: nope"}\n')
-    assert the_error(done) == "session_asyncio: nope: method not found: nope (-32601)"
+    assert the_error(done) == "session-py: nope: method not found: nope (-32601)"
     done = cli("call", demo.url, "add", '{"a": "2", "b": 3}')
     assert done.status == 1
     assert done.out.startswith('{"code":-32602,"message":"invalid request data for add')
@@ -592,7 +607,7 @@ def test_listen_prints_and_answers_requests(options: list[str], close_code: int,
     else:
         assert isinstance(answers[0], MethodNotFound)
     if status:
-        assert the_error(done) == f"session_asyncio: the session ended abnormally ({close_code}: over)"
+        assert the_error(done) == f"session-py: the session ended abnormally ({close_code}: over)"
     else:
         assert done.err == ""
 

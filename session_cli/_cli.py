@@ -1,4 +1,4 @@
-"""The command line: `python -m session_asyncio call|notify|listen|serve`.
+"""The command line: `session-py call|notify|listen|serve` (also `python -m session_cli`).
 
 A tool in the manner of `grpcurl` and `websocat`, for people and scripts:
 
@@ -35,6 +35,7 @@ from typing import Any, TextIO
 import attrs
 import orjson
 
+from session_asyncio import Session, connect, serve
 from session_core import (
     Config,
     Connection,
@@ -57,13 +58,9 @@ from session_core import (
     parse_url,
 )
 
-from ._client import connect
-from ._server import serve
-from ._session import Session
-
 __all__ = ["Streams", "build_parser", "main", "run"]
 
-PROG = "python -m session_asyncio"
+PROG = "session-py"
 DEFAULT_ADDRESS = ("127.0.0.1", 8765)
 
 EXIT_OK = 0
@@ -734,7 +731,7 @@ def _reason(reason: str | None) -> str:
 
 # -- the parser ----------------------------------------------------------------------------
 
-_NAME = "session_asyncio"
+_NAME = "session-py"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -768,7 +765,7 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `python -m session_asyncio`."""
+    """The argument parser of `session-py`."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=_MAIN_HELP,
