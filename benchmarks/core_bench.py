@@ -683,7 +683,7 @@ def _label(func: FuncKey) -> str:
     file, line, name = func
     if file == "~":
         return name
-    for anchor in ("/site-packages/", "/work/main/", os.getcwd() + "/"):
+    for anchor in ("/site-packages/", str(Path(__file__).resolve().parents[1]) + "/", os.getcwd() + "/"):
         if anchor in file:
             file = file.split(anchor, 1)[1]
             break

@@ -1,4 +1,5 @@
-"""Sphinx configuration: the API reference of session_core, session_trio and session_asyncio.
+"""Sphinx configuration: the API reference of session_core, session_trio and session_asyncio,
+with the protocol and architecture pages (Markdown, read by myst-parser).
 
 Build it, with every warning an error:
 
@@ -35,7 +36,7 @@ from sphinx.util.docutils import SphinxDirective
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from session_asyncio._cli import build_parser  # noqa: E402 - needs the path above
+from session_cli import build_parser  # noqa: E402 - needs the path above
 
 PACKAGES = ("session_core", "session_trio", "session_asyncio")
 
@@ -44,8 +45,13 @@ author = "the session-py authors"
 copyright = "the session-py authors"
 release = "0.1.0"
 
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode"]
+# myst_parser reads the Markdown pages (the protocol and the architecture), which stay plain
+# Markdown so that they read well in the repository too.
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode", "myst_parser"]
 exclude_patterns = ["_build"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# Headings get anchors, so that a page can link to a section (`protocol.md#answering`).
+myst_heading_anchors = 3
 html_theme = "alabaster"
 html_static_path: list[str] = []
 

@@ -83,7 +83,7 @@ class BlockingClient:
         if target.secure:
             raise SystemExit("this example speaks ws:// only (wrap the socket with ssl for wss://)")
         self.sock = socket.create_connection((target.host, target.port), timeout=connect_timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # PROTOCOL.md asks for it
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # docs/protocol.md asks for it
         self.sock.settimeout(None)  # blocking: the selector decides when to read
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.sock, selectors.EVENT_READ)

@@ -12,6 +12,8 @@ event loop's share. Shares are of the busy time.
 from __future__ import annotations
 
 import json
+import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -48,6 +50,13 @@ CATEGORIES = (
     HARNESS,
     OTHER,
 )
+
+#: The repository's root, as given and with links resolved: the frames of the project's own
+#: files are named relative to it.
+_HERE = Path(__file__)
+REPO_ROOTS = tuple(dict.fromkeys(f"{here.parents[2]}/" for here in (_HERE.absolute(), _HERE.resolve())))
+#: A standard library directory (`/usr/lib/python3.11/`), whatever the prefix.
+_STDLIB = re.compile(r"/lib/python3\.\d+/")
 
 _JSON_BUILTINS = frozenset({"loads", "dumps"})
 _IDLE_BUILTINS = frozenset({"poll", "select", "control"})
@@ -176,11 +185,28 @@ def _short(frame_info: str) -> str:
         return f"{function} (C)"
     if function == "run" and path.endswith("asyncio/runners.py"):
         return "asyncio.Runner.run (on uvloop: its C loop, waiting included)"
-    for marker in ("site-packages/", "/lib/python3.", "/benchmarks/e2e/"):
+    return f"{function} ({display_path(path)})"
+
+
+def display_path(path: str) -> str:
+    """`path` as the profile tables show it: never a path of the machine that ran them.
+
+    An installed library's file is named from its package (`wsproto/frame_protocol.py`), a
+    standard library module from the library's root (`asyncio/events.py`), a benchmark peer
+    from `benchmarks/e2e/` (`load.py`), and the project's own files from the repository's
+    root (`session_core/_ws.py`). Anything else absolute keeps its file name only, so that a
+    committed `RESULTS.md` holds no home directory or build path.
+    """
+    for marker in ("/site-packages/", "/benchmarks/e2e/"):
         if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{function} ({path})"
+            return path.split(marker, 1)[1]
+    for root in REPO_ROOTS:
+        if path.startswith(root):
+            return path[len(root) :]
+    stdlib = _STDLIB.search(path)
+    if stdlib is not None:
+        return path[stdlib.end() :]
+    return os.path.basename(path) if os.path.isabs(path) else path
 
 
 def breakdown(path: Path) -> Breakdown:

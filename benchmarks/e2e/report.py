@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .common import SCENARIOS_BY_NAME, Scenario
-from .profile import CATEGORIES, Breakdown, ProfileResult
+from .profile import CATEGORIES, REPO_ROOTS, Breakdown, ProfileResult
 from .results import Sample, Spread
 from .runner import Report
 from .variants import DESCRIPTIONS, Variant
@@ -124,6 +124,11 @@ def times(value: Spread | None) -> str:
 
 
 def _short(reason: str, size: int = 90) -> str:
+    # An error's text may name files: never write a path of the machine that ran the
+    # benchmark into the committed results.
+    for root in REPO_ROOTS:
+        reason = reason.replace(root, "")
+    reason = reason.replace(str(Path.home()), "~")
     reason = reason.replace("|", "/").replace("\n", " ")
     return reason if len(reason) <= size else reason[: size - 3] + "..."
 

@@ -1,5 +1,5 @@
 // A session protocol client written by hand on Node's `ws` package, knowing nothing of
-// session-py: it speaks PROTOCOL.md's JSON directly.
+// session-py: it speaks the JSON of docs/protocol.md directly.
 //
 //   node client.mjs ws://127.0.0.1:PORT/path
 //
@@ -54,7 +54,7 @@ ws.on("message", (raw, isBinary) => {
     if (msg.method === "confirmed") confirmed = msg.data;
   } else if (msg.type === "request") {
     // The server calls us. `confirm` is ours; anything else is answered as unknown, with
-    // the protocol error object PROTOCOL.md prescribes.
+    // the protocol error object docs/protocol.md prescribes ("Answering").
     if (msg.method === "confirm") {
       ws.send(JSON.stringify({ type: "response", id: msg.id, result: `yes from node to ${msg.data}` }));
     } else {
