@@ -43,9 +43,8 @@ from session_core import (
     ResponseReceived,
     State,
     UpgradeRejected,
-    parse_url,
-    result_of,
 )
+from session_core.driver import parse_url, result_of
 
 
 @attrs.frozen

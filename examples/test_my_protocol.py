@@ -23,7 +23,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from session_core import (
-    OUTCOMES,
     Connection,
     Event,
     HandshakeAccepted,
@@ -34,8 +33,8 @@ from session_core import (
     RemoteError,
     RequestReceived,
     UpgradeRequested,
-    result_of,
 )
+from session_core.driver import OUTCOMES, result_of
 
 # -- your protocol -------------------------------------------------------------------------
 

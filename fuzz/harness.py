@@ -27,10 +27,8 @@ Invariants (a failure raises `Violation`):
 
 from __future__ import annotations
 
-import base64
 import collections
 import enum
-import hashlib
 import json
 import math
 from collections.abc import Iterable
@@ -39,7 +37,6 @@ from typing import Any, NamedTuple
 import attrs
 
 from session_core import (
-    OUTCOMES,
     CancelRequested,
     Config,
     Connection,
@@ -68,9 +65,12 @@ from session_core import (
     UpgradeRejected,
     UpgradeRequested,
 )
+from session_core.driver import OUTCOMES
+from tests import wire
+from tests.methods import AddArgs, add, echo, shout, tick
+from tests.wire import CLOSE, CONTINUATION, PING, PONG, TEXT
 
 MAX_ID = 0xFFFF_FFFF
-TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
 
 class Violation(AssertionError):
@@ -96,16 +96,6 @@ in `Harness._guard`) once its bug is fixed."""
 # -- methods ---------------------------------------------------------------------------
 
 
-@attrs.frozen
-class AddArgs:
-    a: int
-    b: int
-
-
-echo: Method[Any, Any, str] = Method("echo", request=Any, response=Any, error=str)
-add = Method("add", request=AddArgs, response=int, error=str)
-shout = Method("shout", request=str, response=str, error=str)
-tick = Method("tick", request=int, response=None, error=None)
 METHODS: tuple[Method[Any, Any, Any], ...] = (echo, add, shout, tick)
 METHOD_NAMES = tuple(m.name for m in METHODS)
 
@@ -194,31 +184,14 @@ class Case:
 
 def encode_frame(frame: Frame, *, to_server: bool) -> bytes:
     """The bytes of `frame` as the peer sends it: masked towards a server (unless wrong)."""
-    first = (0x80 if frame.fin else 0) | (frame.rsv & 0x70) | (frame.opcode & 0x0F)
     length = len(frame.payload)
     masked = to_server != frame.wrong_mask
-    mask_bit = 0x80 if masked else 0
     form = frame.length_form
-    if form == 0:
-        form = 0 if length < 126 else 1 if length < 1 << 16 else 2
-    if form == 0:
-        head = bytes((first, mask_bit | length))
-    elif form == 1 and length < 1 << 16:
-        head = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
-    else:
-        head = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
-    if not masked:
-        return head + frame.payload
-    key = bytes((0x5A, 0x17, 0xC3, length & 0xFF))
-    return head + key + _xor(key, frame.payload)
-
-
-def _xor(key: bytes, payload: bytes) -> bytes:
-    if not payload:
-        return b""
-    stream = (key * (len(payload) // 4 + 1))[: len(payload)]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(
-        len(payload), "little"
+    bits = None if form == 0 else 16 if form == 1 and length < 1 << 16 else 64
+    # A key that depends only on the frame, so that a saved case replays byte for byte.
+    key = bytes((0x5A, 0x17, 0xC3, length & 0xFF)) if masked else None
+    return wire.encode_frame(
+        frame.opcode, frame.payload, fin=frame.fin, mask=key, rsv=frame.rsv, length_bits=bits
     )
 
 
@@ -238,32 +211,15 @@ def message_frames(message: Message) -> list[Frame]:
     return frames
 
 
-def parse_frames(data: bytes) -> list[tuple[int, int, bool, bytes]]:
-    """Split our output into `(first byte, opcode, masked, unmasked payload)`; whole frames only."""
-    frames = []
-    pos, end = 0, len(data)
-    while pos < end:
-        if end - pos < 2:
-            raise Violation(f"a torn frame header in the output: {data[pos:]!r}")
-        first, second = data[pos], data[pos + 1]
-        length, pos = second & 0x7F, pos + 2
-        if length == 126:
-            length, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
-            if length < 126:
-                raise Violation("a 16-bit length where 7 bits suffice")
-        elif length == 127:
-            length, pos = int.from_bytes(data[pos : pos + 8], "big"), pos + 8
-            if length < 1 << 16:
-                raise Violation("a 64-bit length where 16 bits suffice")
-        masked = bool(second & 0x80)
-        key = b""
-        if masked:
-            key, pos = data[pos : pos + 4], pos + 4
-        if pos + length > end:
-            raise Violation("a torn frame in the output")
-        payload = data[pos : pos + length]
-        frames.append((first, first & 0x0F, masked, _xor(key, payload) if masked else payload))
-        pos += length
+def parse_frames(data: bytes) -> list[wire.Frame]:
+    """Split our output into frames; whole frames in the shortest length form only."""
+    try:
+        frames = wire.parse_frames(data)
+    except ValueError as exc:
+        raise Violation(f"a torn frame in the output: {exc}") from None
+    for frame in frames:
+        if not frame.minimal_length:
+            raise Violation(f"a frame of {len(frame.payload)} bytes with a longer length than needed")
     return frames
 
 
@@ -683,14 +639,15 @@ class Harness:
         if not data:
             return
         client = self.role is Role.CLIENT
-        for first, opcode, masked, payload in parse_frames(data):
+        for frame in parse_frames(data):
+            opcode, payload = frame.opcode, frame.payload
             self.stats.frames_out += 1
             if self.close_frame_sent:
                 raise Violation(f"a frame (opcode {opcode}) after our close frame")
-            if masked != client:
-                raise Violation(f"a {'client' if client else 'server'} frame with mask={masked}")
-            if first & 0x70 or not first & 0x80:
-                raise Violation(f"first byte {first:#x}: RSV bits or a fragment")
+            if frame.masked != client:
+                raise Violation(f"a {'client' if client else 'server'} frame with mask={frame.masked}")
+            if frame.rsv or not frame.fin:
+                raise Violation(f"RSV bits {frame.rsv:#x} or a fragment (fin={frame.fin})")
             if opcode == CLOSE:
                 self.close_frame_sent = True
                 self._check_close_frame(payload)
@@ -757,11 +714,8 @@ _REQUEST_DATA: dict[str, Any] = {
     "shout": "hi",
 }
 
-_UPGRADE = (
-    b"GET / HTTP/1.1\r\nHost: fuzz.test:80\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: vd2wAgQkrd3IegFCB5L43Q==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
-"A valid upgrade request (session-rs's, from PROTOCOL.md)."
+_UPGRADE = wire.upgrade_request("fuzz.test:80")
+"A valid upgrade request (session-rs's, as captured in docs/protocol.md)."
 
 
 def upgrade_request() -> bytes:
@@ -778,13 +732,7 @@ RESPONSE_TEMPLATE = (
 
 def accept_for(request: bytes, template: bytes = RESPONSE_TEMPLATE) -> bytes:
     """`template` (a valid 101 by default) answering the client's upgrade request."""
-    key = next(
-        line.split(b":", 1)[1].strip()
-        for line in request.split(b"\r\n")
-        if line.lower().startswith(b"sec-websocket-key:")
-    )
-    token = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    return template.replace(ACCEPT_TOKEN, token)
+    return template.replace(ACCEPT_TOKEN, wire.accept_token(wire.request_key(request)))
 
 
 def run_case(case: Case, *, stats: Stats = STATS, strict: bool = False) -> Harness:

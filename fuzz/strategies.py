@@ -13,15 +13,10 @@ from typing import TypeVar
 from hypothesis import strategies as st
 
 from session_core import Config, Role
+from tests.wire import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
 
 from .harness import (
-    BINARY,
-    CLOSE,
-    CONTINUATION,
-    PING,
-    PONG,
     RESPONSE_TEMPLATE,
-    TEXT,
     Action,
     Advance,
     Case,

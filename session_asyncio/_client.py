@@ -8,7 +8,8 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from session_core import Config, Connection, LocalProtocolError, parse_url
+from session_core import Config, Connection, HandshakeError, LocalProtocolError
+from session_core.driver import parse_url
 
 from ._session import Session
 
@@ -171,15 +172,15 @@ async def _open_session(
     try:
         async with asyncio.timeout(connect_timeout):
             await opener(lambda: session._protocol)
-            await session._handshake_done
+            await session.wait_handshake()
+    except HandshakeError:
+        raise
     except BaseException:
         session._abort()
         raise
-    if session._handshake_error is not None:
-        raise session._handshake_error
     # The user registers handlers before their first `await`: then the connection delivers
     # what the server sent after its 101.
-    loop.call_soon(session._start)
+    session.start()
     try:
         yield session
     except BaseException:

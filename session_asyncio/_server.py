@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
-from session_core import Config, Connection, SessionClosed
+from session_core import CloseCode, Config, Connection
+from session_core.driver import UpgradeHook, serve_session
 
-from ._session import GOING_AWAY, Session, UpgradeHook
+from ._session import Session
 
 __all__ = ["OnSession", "Server", "serve", "unix_serve"]
-
-logger = logging.getLogger("session_asyncio")
 
 OnSession: TypeAlias = Callable[[Session], Awaitable[object]]
 """`async def on_session(session) -> None`, called once for each new session."""
@@ -74,7 +72,7 @@ class Server:
         if self._server is not None:
             self._server.close()
         for session in list(self._sessions):
-            session._start_close(GOING_AWAY, "going away")
+            session.close_nowait(CloseCode.GOING_AWAY, "going away")
         for task in self._tasks:
             task.cancel()
         if not self._closed.done():
@@ -88,14 +86,13 @@ class Server:
             await self._server.wait_closed()
         current = asyncio.current_task()
         while True:
-            waits: list[asyncio.Future[Any]] = [task for task in self._tasks if task is not current]
-            for session in self._sessions:
-                if not session._lost.done():
-                    waits.append(session._lost)
-                waits.extend(task for task in session._tasks if task is not current)
+            waits: list[Awaitable[Any]] = [session.wait_closed() for session in self._sessions]
+            tasks = [task for task in self._tasks if task is not current]
+            if tasks:
+                waits.append(asyncio.wait(tasks))
             if not waits:
                 return
-            await asyncio.wait(waits)
+            await asyncio.gather(*waits)
 
     async def serve_forever(self) -> None:
         """Serve until `close()` is called, or until cancelled (then close and wait)."""
@@ -122,7 +119,6 @@ class Server:
             loop,
             on_upgrade=self._on_upgrade,
             on_made=self._made,
-            on_open=self._open,
             on_finished=self._finished,
         )
         return session._protocol
@@ -132,31 +128,19 @@ class Server:
         # TLS handshake fails never reaches `connection_made` nor `connection_lost`.
         self._sessions.add(session)
         if self._closing:
-            session._start_close(GOING_AWAY, "going away")
-
-    def _open(self, session: Session) -> None:
-        task = self._loop.create_task(self._run(session))
+            session.close_nowait(CloseCode.GOING_AWAY, "going away")
+            return
+        # Waits for the handshake (the upgrade hook runs in the session), then runs
+        # `on_session`; the session delivers messages once `on_session` first yields.
+        task = self._loop.create_task(serve_session(session, self._on_session))
         if not task.done():  # an eager task factory may have run it to its end already
             self._tasks.add(task)
-            # A callback, not a `finally` in `_run`: a task cancelled before its first step
-            # never runs its coroutine.
+            # A callback, not a `finally` in the coroutine: a task cancelled before its
+            # first step never runs its coroutine.
             task.add_done_callback(self._tasks.discard)
 
     def _finished(self, session: Session) -> None:
         self._sessions.discard(session)
-
-    async def _run(self, session: Session) -> None:
-        # The connection delivers what the client sent after its upgrade request once
-        # `on_session` had its first turn (and registered its handlers): this callback
-        # runs after that turn.
-        self._loop.call_soon(session._start)
-        try:
-            await self._on_session(session)
-        except SessionClosed:
-            logger.debug("on_session ended: the session closed")
-        except Exception:
-            logger.exception("on_session failed; closing the session with 1011")
-            session._start_close(1011, "internal error")
 
 
 async def serve(

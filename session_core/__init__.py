@@ -8,7 +8,9 @@ to send and its next deadline; it does no I/O of its own. The adapters `session_
 
 from __future__ import annotations
 
-from ._connection import CANCEL_METHOD, Accept, CloseCode, Config, Connection, Reject, Role
+from ._client import ClientConnection
+from ._config import Accept, CloseCode, Config, Reject, Role
+from ._connection import CANCEL_METHOD, Connection
 from ._errors import (
     EncodingError,
     ErrorCode,
@@ -49,19 +51,16 @@ from ._events import (
     UpgradeRejected,
     UpgradeRequested,
 )
-from ._methods import Method, converter
-from ._outcomes import OUTCOMES, WebSocketURL, log_event, parse_url, result_of
+from ._methods import Method, make_converter
+from ._server import ServerConnection
 from ._state import State
 
 __all__ = [
-    "OUTCOMES",
     "Accept",
     "Reject",
-    "WebSocketURL",
-    "parse_url",
-    "result_of",
     "CANCEL_METHOD",
     "CancelRequested",
+    "ClientConnection",
     "CloseCode",
     "Config",
     "Connection",
@@ -96,6 +95,7 @@ __all__ = [
     "RequestTimedOut",
     "ResponseReceived",
     "Role",
+    "ServerConnection",
     "SessionClosed",
     "SessionError",
     "State",
@@ -103,6 +103,5 @@ __all__ = [
     "UnexpectedResponseReceived",
     "UpgradeRejected",
     "UpgradeRequested",
-    "converter",
-    "log_event",
+    "make_converter",
 ]

@@ -31,7 +31,7 @@ from typing import Any
 
 
 class ErrorCode(enum.IntEnum):
-    """Codes of the protocol error objects (`PROTOCOL.md`, "Answering")."""
+    """Codes of the protocol error objects (`docs/protocol.md`, "Answering")."""
 
     METHOD_NOT_FOUND = -32601
     INVALID_REQUEST_DATA = -32602
@@ -40,8 +40,9 @@ class ErrorCode(enum.IntEnum):
 
 
 #: The codes that mark an error value as a protocol error object: JSON-RPC's reserved range
-#: (`PROTOCOL.md`), and -32800, which `PROTOCOL.md` defines for cancellation although it
-#: lies outside that range (it comes from the Language Server Protocol).
+#: (`docs/protocol.md`, "Answering"), and -32800, which the protocol reserves for
+#: cancellation although it lies outside that range (it comes from the Language Server
+#: Protocol).
 PROTOCOL_ERROR_CODES = frozenset(range(-32768, -32000 + 1)) | {ErrorCode.REQUEST_CANCELLED}
 
 

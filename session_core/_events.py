@@ -103,7 +103,7 @@ class ResponseReceived(Event):
 class ErrorResponseReceived(Event):
     """Our request was answered with an error response.
 
-    When `error` is a protocol error object (`PROTOCOL.md`), `code` and `message` hold its
+    When `error` is a protocol error object (`docs/protocol.md`, "Answering"), `code` and `message` hold its
     fields and `error` is the raw object; otherwise they are `None` and `error` is
     converted to the method's error type.
     """

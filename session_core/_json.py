@@ -15,7 +15,7 @@ import attrs
 import orjson
 
 from ._errors import EncodingError
-from ._methods import converter
+from ._methods import _DEFAULT_CONVERTER as converter
 
 JSONDecodeError = orjson.JSONDecodeError
 loads = orjson.loads

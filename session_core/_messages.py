@@ -1,4 +1,4 @@
-"""The four wire messages of `PROTOCOL.md`: parsing received text, writing sent text.
+"""The four wire messages of `docs/protocol.md`: parsing received text, writing sent text.
 
 Sent text is compact JSON with `type` first and then the fields in session-rs's order, so
 that it is byte-identical to what session-rs writes. orjson keeps a dict's insertion order.
@@ -10,9 +10,12 @@ import enum
 from typing import Any
 
 from . import _json
+from ._errors import PROTOCOL_ERROR_CODES, ErrorCode
 
-#: Request ids are unsigned 32-bit integers (`PROTOCOL.md`, "Request ids").
+#: Request ids are unsigned 32-bit integers (`docs/protocol.md`, "Request ids").
 MAX_ID = 0xFFFF_FFFF
+#: The reserved notification that cancels a request (`docs/protocol.md`, "Extensions").
+CANCEL_METHOD = "$/cancel"
 
 
 class Kind(enum.Enum):
@@ -28,7 +31,7 @@ _KINDS = {kind.value: kind for kind in Kind}
 
 
 class InvalidMessage(Exception):
-    """A received message breaks `PROTOCOL.md`; `args[0]` says how."""
+    """A received message breaks `docs/protocol.md`; `args[0]` says how."""
 
 
 def parse(text: str) -> tuple[Kind, int, str, Any]:
@@ -88,3 +91,23 @@ def error_response(request_id: int, error: Any) -> bytes:
 def notification(method: str, data: Any) -> bytes:
     """The text of a notification, UTF-8 encoded."""
     return _json.dumps({"type": "notification", "method": method, "data": data})
+
+
+def protocol_error(request_id: int, code: int, message: str) -> bytes:
+    """The text of an error response holding a protocol error object, UTF-8 encoded."""
+    return error_response(request_id, {"code": int(code), "message": message})
+
+
+def is_protocol_error(value: Any) -> bool:
+    """Whether an error response's `error` is a protocol error object."""
+    return (
+        type(value) is dict
+        and type(value.get("code")) is int
+        and value["code"] in PROTOCOL_ERROR_CODES
+        and type(value.get("message")) is str
+    )
+
+
+def is_cancelled_answer(value: Any) -> bool:
+    """Whether an error response's `error` says the request was cancelled (-32800)."""
+    return is_protocol_error(value) and value["code"] == ErrorCode.REQUEST_CANCELLED

@@ -2,8 +2,14 @@
 
 A type is an attrs class, a JSON primitive (`int`, `float`, `str`, `bool`, `None`), `Any`
 (any JSON value, passed through), or lists, dicts, optionals and unions of these. cattrs
-converts between them and JSON values; the converter here is strict where cattrs is
-lenient by default (it would turn `"5"` into `5` and `"abc"` into `["a", "b", "c"]`).
+converts between them and JSON values; `make_converter()` builds converters strict
+where cattrs is lenient by default (it would turn `"5"` into `5` and `"abc"` into
+`["a", "b", "c"]`).
+
+There is no global converter to register hooks on: a `Method` looks its hooks up once, when
+it is built, so a hook registered on a shared converter afterwards would be silently
+ignored by the methods built before. A user with custom types makes a converter, registers
+the hooks on it, and passes it to the methods that need it (`Method(..., converter=c)`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import cattrs
 
-from ._errors import LocalProtocolError
+from ._errors import EncodingError, LocalProtocolError
 
 Req = TypeVar("Req")
 # Covariant: a `Method[X, int, str]` is usable where the response may be any `object`.
@@ -28,9 +34,6 @@ T = TypeVar("T")
 Structure = Callable[[Any], Any]
 #: Turns a typed value into a JSON value.
 Unstructure = Callable[[Any], Any]
-
-converter = cattrs.Converter()
-"""The cattrs converter used for every method. Register hooks on it for custom types."""
 
 
 def _exact(expected: type) -> Structure:
@@ -52,11 +55,6 @@ def _float(value: Any, _: Any) -> float:
     raise TypeError(f"expected a number, got {type(value).__name__}")
 
 
-for _type in (int, str, bool):
-    converter.register_structure_hook(_type, _as_hook(_exact(_type)))
-converter.register_structure_hook(float, _float)
-
-
 def _container_origin(cls: Any) -> type | None:
     origin = cls if cls in (list, dict) else typing.get_origin(cls)
     if origin in (list, collections.abc.Sequence, collections.abc.MutableSequence):
@@ -66,7 +64,7 @@ def _container_origin(cls: Any) -> type | None:
     return None
 
 
-def _strict_container(cls: Any) -> Callable[[Any, Any], Any]:
+def _strict_container(converter: cattrs.BaseConverter, cls: Any) -> Callable[[Any, Any], Any]:
     # cattrs accepts any iterable for a list and any mapping for a dict; JSON gives exactly
     # list and dict, and anything else (a string, say) does not fit.
     expected = _container_origin(cls)
@@ -92,14 +90,11 @@ def _strict_container(cls: Any) -> Callable[[Any, Any], Any]:
     return structure_dict
 
 
-converter.register_structure_hook_factory(lambda cls: _container_origin(cls) is not None, _strict_container)
-
-
 def _is_union(cls: Any) -> bool:
     return typing.get_origin(cls) in (typing.Union, types.UnionType)
 
 
-def _union(cls: Any) -> Callable[[Any, Any], Any]:
+def _union(converter: cattrs.BaseConverter, cls: Any) -> Callable[[Any, Any], Any]:
     # cattrs handles only some unions (optionals, attrs classes told apart by their fields);
     # JSON needs them all: `None` goes to `None`, anything else to the first member that
     # takes it, in the order written.
@@ -120,7 +115,33 @@ def _union(cls: Any) -> Callable[[Any, Any], Any]:
     return structure_union
 
 
-converter.register_structure_hook_factory(_is_union, _union)
+def _has_container_origin(cls: Any) -> bool:
+    return _container_origin(cls) is not None
+
+
+def make_converter() -> cattrs.Converter:
+    """A new cattrs converter, strict as JSON is: the one every `Method` uses by default.
+
+    A JSON value converts only to a type that it is: `"5"` is not an `int`, `"abc"` not
+    a `list[str]`, `1` not a `bool`; an `int` is taken for a `float`. Unions take `None`
+    for `None` and anything else for their first member that takes it, in order.
+
+    Register hooks for your own types on the converter this returns, then pass it to the
+    methods that need it (`Method(..., converter=...)`); register them before building
+    the methods, which look their hooks up once, when built.
+    """
+    converter = cattrs.Converter()
+    for tp in (int, str, bool):
+        converter.register_structure_hook(tp, _as_hook(_exact(tp)))
+    converter.register_structure_hook(float, _float)
+    converter.register_structure_hook_factory(
+        _has_container_origin, lambda cls: _strict_container(converter, cls)
+    )
+    converter.register_structure_hook_factory(_is_union, lambda cls: _union(converter, cls))
+    return converter
+
+
+_DEFAULT_CONVERTER = make_converter()
 
 
 def _identity(value: Any) -> Any:
@@ -135,7 +156,7 @@ def _none(value: Any) -> None:
 _PLAIN = (int, str, bool, float)
 
 
-def structure_for(tp: Any) -> Structure:
+def structure_for(tp: Any, converter: cattrs.BaseConverter = _DEFAULT_CONVERTER) -> Structure:
     """A function that reads a JSON value as `tp` (raising when it does not fit)."""
     if tp is Any or tp is object:
         return _identity
@@ -150,14 +171,14 @@ def structure_for(tp: Any) -> Structure:
     return lambda value: hook(value, tp)
 
 
-def unstructure_for(tp: Any) -> Unstructure:
+def unstructure_for(tp: Any, converter: cattrs.BaseConverter = _DEFAULT_CONVERTER) -> Unstructure:
     """A function that turns a value of `tp` into a JSON value.
 
     A JSON primitive is checked on the way out too, so that a handler returning the wrong
     type is caught on its own side (-32603) instead of confusing the peer.
     """
     if tp in _PLAIN or tp is None or tp is type(None):
-        return structure_for(tp)
+        return structure_for(tp, converter)
     if tp is Any or tp is object:
         # Any JSON value goes to the codec as it is: `_json` turns the attrs instances it
         # may hold into JSON itself, without cattrs copying every list and dict first.
@@ -185,6 +206,11 @@ class Method(Generic[Req, Resp, Err]):
     `session.request(add, ...)` returns. `None` stands for "no value" (`null` on the wire),
     `Any` for any JSON value. The same object serves notifications: their `data` has the
     request type. Names starting with `$/` are reserved for the protocol.
+
+    Values convert with `converter`, a cattrs converter (by default one made by
+    `make_converter()`, shared by every method built without one). For types of your own
+    that need hooks, make a converter with `make_converter()`, register the hooks, and pass
+    it here.
     """
 
     __slots__ = (
@@ -204,37 +230,93 @@ class Method(Generic[Req, Resp, Err]):
     # read the value `None` as the type `None` on its own.
     @overload
     def __init__(
-        self: Method[T, Resp, Err], name: str, *, request: type[T], response: type[Resp], error: type[Err]
+        self: Method[T, Resp, Err],
+        name: str,
+        *,
+        request: type[T],
+        response: type[Resp],
+        error: type[Err],
+        converter: cattrs.BaseConverter | None = None,
     ) -> None: ...
     @overload
     def __init__(
-        self: Method[T, None, Err], name: str, *, request: type[T], response: None, error: type[Err]
+        self: Method[T, None, Err],
+        name: str,
+        *,
+        request: type[T],
+        response: None,
+        error: type[Err],
+        converter: cattrs.BaseConverter | None = None,
     ) -> None: ...
     @overload
     def __init__(
-        self: Method[T, Resp, None], name: str, *, request: type[T], response: type[Resp], error: None
+        self: Method[T, Resp, None],
+        name: str,
+        *,
+        request: type[T],
+        response: type[Resp],
+        error: None,
+        converter: cattrs.BaseConverter | None = None,
     ) -> None: ...
     @overload
     def __init__(
-        self: Method[T, None, None], name: str, *, request: type[T], response: None, error: None
+        self: Method[T, None, None],
+        name: str,
+        *,
+        request: type[T],
+        response: None,
+        error: None,
+        converter: cattrs.BaseConverter | None = None,
     ) -> None: ...
     @overload
     def __init__(
-        self: Method[None, Resp, Err], name: str, *, request: None, response: type[Resp], error: type[Err]
+        self: Method[None, Resp, Err],
+        name: str,
+        *,
+        request: None,
+        response: type[Resp],
+        error: type[Err],
+        converter: cattrs.BaseConverter | None = None,
     ) -> None: ...
     @overload
     def __init__(
-        self: Method[None, Resp, None], name: str, *, request: None, response: type[Resp], error: None
+        self: Method[None, Resp, None],
+        name: str,
+        *,
+        request: None,
+        response: type[Resp],
+        error: None,
+        converter: cattrs.BaseConverter | None = None,
     ) -> None: ...
     @overload
     def __init__(
-        self: Method[None, None, None], name: str, *, request: None, response: None, error: None
+        self: Method[None, None, None],
+        name: str,
+        *,
+        request: None,
+        response: None,
+        error: None,
+        converter: cattrs.BaseConverter | None = None,
     ) -> None: ...
     @overload
     def __init__(
-        self: Method[Any, Any, Any], name: str, *, request: Any, response: Any, error: Any
+        self: Method[Any, Any, Any],
+        name: str,
+        *,
+        request: Any,
+        response: Any,
+        error: Any,
+        converter: cattrs.BaseConverter | None = None,
     ) -> None: ...
-    def __init__(self, name: str, *, request: Any, response: Any, error: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        request: Any,
+        response: Any,
+        error: Any,
+        converter: cattrs.BaseConverter | None = None,
+    ) -> None:
         if not isinstance(name, str):
             raise LocalProtocolError(f"a method name is a string, not {name!r}")
         self.name = name
@@ -245,12 +327,14 @@ class Method(Generic[Req, Resp, Err]):
         "The type of a response's `result`."
         self.error = error
         "The type of an error response's `error`."
-        self.structure_request: Structure = structure_for(request)
-        self.structure_response: Structure = structure_for(response)
-        self.structure_error: Structure = structure_for(error)
-        self.unstructure_request: Unstructure = unstructure_for(request)
-        self.unstructure_response: Unstructure = unstructure_for(response)
-        self.unstructure_error: Unstructure = unstructure_for(error)
+        # The hooks are looked up once, here: converting is then one call, no lookup.
+        conv = _DEFAULT_CONVERTER if converter is None else converter
+        self.structure_request: Structure = structure_for(request, conv)
+        self.structure_response: Structure = structure_for(response, conv)
+        self.structure_error: Structure = structure_for(error, conv)
+        self.unstructure_request: Unstructure = unstructure_for(request, conv)
+        self.unstructure_response: Unstructure = unstructure_for(response, conv)
+        self.unstructure_error: Unstructure = unstructure_for(error, conv)
 
     def __repr__(self) -> str:
         types = ", ".join(_type_name(t) for t in (self.request, self.response, self.error))
@@ -272,3 +356,8 @@ def _without_value(exc: BaseException, tp: Any) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
     return "invalid value" if tp is None else f"expected {_type_name(tp)}"
+
+
+def not_sendable(exc: Exception) -> EncodingError:
+    """The error for a value that its type's unstructure hook refused."""
+    return EncodingError(f"value does not fit its type: {exc}")

@@ -1,17 +1,29 @@
 """The one seam to wsproto (and h11): the WebSocket handshake and framing.
 
-Nothing outside this module sees a wsproto or h11 type. Events come out as small tuples
-whose first item is one of the constants below; the connection dispatches on it.
+Nothing outside this module sees a wsproto or h11 type. What arrives comes out as the typed
+records of `_frames` (`TextReceived`, `CloseReceived`, `UpgradeReceived`, ...).
 
 wsproto does the handshake, control frames, fragmented and binary messages, the close
 handshake and every validation. The one exception is the shape that carries nearly all of
 this protocol's traffic: a complete, unfragmented, unextended text frame, masked as its
-direction requires (the only shape this protocol sends, `PROTOCOL.md`). Those are framed and
-parsed here, because wsproto's pure-Python framing is most of the cost of a round trip (see
-`benchmarks/CORE-RESULTS.md`). The split is exact: every frame that is not of that shape,
-and every frame while a fragmented message is open, goes to wsproto whole and in order, so
-wsproto's own state always stands at a frame boundary and its checks apply to everything
-it sees.
+direction requires (the only shape this protocol sends, `docs/protocol.md`). Those are
+framed and parsed here, because wsproto's pure-Python framing is most of the cost of a
+round trip (see `benchmarks/CORE-RESULTS.md`). The split is exact: every frame that is not
+of that shape, and every frame while a fragmented message is open, goes to wsproto whole
+and in order, so wsproto's own state always stands at a frame boundary and its checks apply
+to everything it sees.
+
+Which wsproto API this uses, and why. Only what wsproto documents as its API (which its
+semantic versioning covers): `wsproto.WSConnection` for the handshake (`send`,
+`receive_data`, `events`, `state`), then, once open, a fresh frames-only
+`wsproto.connection.Connection` (documented for connections whose handshake was done
+elsewhere), so that the handshake's h11 and wsproto objects are let go and an idle session
+keeps only what framing needs; the classes of `wsproto.events`,
+`wsproto.frame_protocol.CloseReason`, and `wsproto.utilities.RemoteProtocolError` with its
+`event_hint` (the response wsproto suggests for a bad upgrade request). No extension is ever
+offered or accepted, so the fresh connection is the one the handshake would have built.
+Tested with wsproto 1.3.2 and h11 0.16.0; `pyproject.toml` bounds both to those minor
+versions.
 """
 
 from __future__ import annotations
@@ -19,11 +31,10 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import h11
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection as _WsFrames
+from wsproto.connection import Connection as WsFrames
 from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
@@ -39,20 +50,21 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import RemoteProtocolError as _WsRemoteError
 
-Headers = tuple[tuple[bytes, bytes], ...]
-
-# Event tags.
-UPGRADE = 1  # (UPGRADE, path, headers, host, subprotocols)            server
-ACCEPTED = 2  # (ACCEPTED, subprotocol, headers)                        client
-REJECTED = 3  # (REJECTED, status, headers, has_body)                   client
-REJECT_BODY = 4  # (REJECT_BODY, data, finished)                        client
-HANDSHAKE_FAILED = 5  # (HANDSHAKE_FAILED, reason)
-TEXT = 6  # (TEXT, text, message_finished)
-BINARY = 7  # (BINARY, size, message_finished)
-PING = 8  # (PING, payload)
-PONG = 9  # (PONG, payload)
-CLOSE = 10  # (CLOSE, code, reason)   a close frame arrived
-FAILED = 11  # (FAILED, code, reason) the peer broke RFC 6455; fail with `code`
+from ._frames import (
+    BinaryReceived,
+    CloseReceived,
+    FrameEvent,
+    FramingFailed,
+    HandshakeFailed,
+    PingReceived,
+    PongReceived,
+    RefusalBodyReceived,
+    TextReceived,
+    UpgradeAccepted,
+    UpgradeReceived,
+    UpgradeRefused,
+    WsEvent,
+)
 
 _STILL_READING = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
 _CAN_CLOSE = (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
@@ -78,23 +90,22 @@ class WebSocket:
         "_buffered",
         "_client",
         "_frames",
+        "_handshake",
         "_head",
         "_head_done",
         "_in_message",
         "_needed",
         "_pending_response",
         "_to_wsproto",
-        "_ws",
         "fast_limit",
         "leftover",
     )
 
     def __init__(self, *, client: bool, max_message_size: int | None = None) -> None:
         self._client = client
-        self._ws: WSConnection | None = WSConnection(
-            ConnectionType.CLIENT if client else ConnectionType.SERVER
-        )
-        self._frames: _WsFrames | None = None
+        # The handshake's wsproto (and h11) connection until open, then frames only.
+        self._handshake: WSConnection | None = WSConnection(self._type())
+        self._frames: WsFrames | None = None
         self._head = b""
         self._head_done = False
         self._pending_response = b""
@@ -115,29 +126,39 @@ class WebSocket:
 
     # -- handshake -------------------------------------------------------------------
 
-    def _handshake(self) -> WSConnection:
-        if self._ws is None:
-            raise RuntimeError(
-                "the handshake is over"
-            )  # pragma: no cover - the connection's state prevents it
-        return self._ws
+    def _type(self) -> ConnectionType:
+        return ConnectionType.CLIENT if self._client else ConnectionType.SERVER
 
     def _handshake_done(self) -> None:
-        # Let go of h11 and wsproto's handshake objects: an idle session keeps only frames.
-        self._ws = None
+        # Let go of the handshake's objects (h11's parser and buffers, about a kilobyte):
+        # an idle session keeps only a frames-only wsproto connection. No extension is
+        # negotiated and h11 was given nothing past the head, so this fresh one is the
+        # very connection wsproto would have built.
+        self._frames = WsFrames(self._type())
+        self._handshake = None
         self._head = b""
+
+    def _opening(self) -> WSConnection:
+        handshake = self._handshake
+        if handshake is None:  # pragma: no cover - the connection's state prevents it
+            raise RuntimeError("the handshake is over")
+        return handshake
+
+    def _open_frames(self) -> WsFrames:
+        frames = self._frames
+        if frames is None:  # pragma: no cover - the connection's state prevents it
+            raise RuntimeError("the handshake is not over")
+        return frames
 
     def start_client(
         self, host: str, target: str, headers: Sequence[tuple[bytes, bytes]], subprotocols: Sequence[str]
     ) -> bytes:
-        return self._handshake().send(
+        return self._opening().send(
             Request(host=host, target=target, extra_headers=list(headers), subprotocols=list(subprotocols))
         )
 
     def accept(self, subprotocol: str | None, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
-        handshake = self._handshake()
-        data = handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=list(headers)))
-        self._frames = handshake.connection
+        data = self._opening().send(AcceptConnection(subprotocol=subprotocol, extra_headers=list(headers)))
         self._handshake_done()
         return data
 
@@ -151,7 +172,7 @@ class WebSocket:
         )
 
     def _send_reject(self, head: RejectConnection, body: bytes) -> bytes:
-        handshake = self._handshake()
+        handshake = self._opening()
         data = handshake.send(head)
         if head.has_body:
             data += handshake.send(RejectData(data=body, body_finished=True))
@@ -169,22 +190,32 @@ class WebSocket:
 
     # -- input -----------------------------------------------------------------------
 
-    def receive(self, data: bytes | None) -> Iterator[tuple[Any, ...]]:
-        """Feed bytes (`None` at the end of the stream) and yield what they completed."""
-        if self._frames is None:
-            yield from self._receive_handshake(data)
-            if self._frames is None or not self._client:
-                return
-            data, self.leftover = self.leftover, b""  # frames that came with the 101
-            if not data:
-                return
-        if data is None:
-            self._frames.receive_data(None)
-            yield from self._wsproto_events(eof=True)
-        else:
-            yield from self._receive_frames(data)
+    def receive(self, data: bytes) -> Iterator[WsEvent]:
+        """Feed bytes; iterate for what they complete.
 
-    def _receive_frames(self, data: bytes) -> Iterator[tuple[Any, ...]]:
+        A whole text message that came in one plain frame (nearly every message) is given
+        as its `str` alone: no record is built for it.
+        """
+        frames = self._frames
+        if frames is None:
+            return self._receive_opening(data)
+        # The frames' own generator, not one wrapping it: one layer less for every message.
+        return self._receive_frames(frames, data)
+
+    def receive_eof(self) -> Iterator[WsEvent]:
+        """The stream ended during the handshake: a refusal's body may end with it."""
+        return self._receive_opening(None)
+
+    def _receive_opening(self, data: bytes | None) -> Iterator[WsEvent]:
+        yield from self._receive_handshake(data)
+        frames = self._frames
+        if frames is None or not self._client:
+            return
+        data, self.leftover = self.leftover, b""  # frames that came with the 101
+        if data:
+            yield from self._receive_frames(frames, data)
+
+    def _receive_frames(self, frames: WsFrames, data: bytes) -> Iterator[FrameEvent]:
         if self._buffer:
             self._buffer.append(data)
             self._buffered += len(data)
@@ -192,8 +223,6 @@ class WebSocket:
                 return
             data = b"".join(self._buffer)
             self._buffer, self._buffered, self._needed = [], 0, 0
-        frames = self._frames
-        assert frames is not None
         expect_mask = 0 if self._client else _MASK_BIT
         limit = self.fast_limit
         pos, end = 0, len(data)
@@ -203,7 +232,7 @@ class WebSocket:
                 frames.receive_data(data[pos : pos + take])
                 pos += take
                 self._to_wsproto -= take
-                yield from self._wsproto_events(eof=False)
+                yield from self._wsproto_events(frames)
                 continue
             # RFC 6455 5.2: the frame header.
             if end - pos < 2:
@@ -246,9 +275,9 @@ class WebSocket:
                 try:
                     text = payload.decode("utf-8")
                 except UnicodeDecodeError:
-                    yield FAILED, _INVALID_UTF8, "invalid UTF-8 in a text message"
+                    yield FramingFailed(_INVALID_UTF8, "invalid UTF-8 in a text message")
                     return
-                yield TEXT, text, True
+                yield text
                 continue
             # Any other frame goes to wsproto whole, as it arrives.
             opcode = first & 0x0F
@@ -259,27 +288,25 @@ class WebSocket:
             self._buffer.append(data[pos:])
             self._buffered = end - pos
 
-    def _wsproto_events(self, *, eof: bool) -> Iterator[tuple[Any, ...]]:
-        frames = self._frames
-        assert frames is not None
+    def _wsproto_events(self, frames: WsFrames) -> Iterator[FrameEvent]:
         for event in frames.events():
             if isinstance(event, TextMessage):
-                yield TEXT, event.data, event.message_finished
+                yield TextReceived(event.data, event.message_finished)
             elif isinstance(event, BytesMessage):
-                yield BINARY, len(event.data), event.message_finished
+                yield BinaryReceived(len(event.data), event.message_finished)
             elif isinstance(event, Ping):
-                yield PING, bytes(event.payload)
+                yield PingReceived(bytes(event.payload))
             elif isinstance(event, Pong):
-                yield PONG, bytes(event.payload)
+                yield PongReceived(bytes(event.payload))
             elif isinstance(event, CloseConnection):
                 # wsproto reports a frame it cannot parse as a CloseConnection too, without
                 # leaving the OPEN state; a real close frame moves it to *_CLOSING/CLOSED.
-                if frames.state in _STILL_READING and not eof:
-                    yield FAILED, int(event.code), event.reason or ""
+                if frames.state in _STILL_READING:
+                    yield FramingFailed(int(event.code), event.reason or "")
                 else:
-                    yield CLOSE, int(event.code), event.reason or ""
+                    yield CloseReceived(int(event.code), event.reason or "")
 
-    def _receive_handshake(self, data: bytes | None) -> Iterator[tuple[Any, ...]]:
+    def _receive_handshake(self, data: bytes | None) -> Iterator[WsEvent]:
         # Give h11 the HTTP head and nothing after it: wsproto would drop frames that follow
         # an upgrade request, and would keep frames that follow a 101 out of our reach.
         rest = b""
@@ -294,14 +321,14 @@ class WebSocket:
                 chunks, rest = [self._head[: end + 4]], self._head[end + 4 :]
             else:  # the stream ended inside the head, or the head is too big: h11 says so
                 chunks = [self._head, data] if self._head else [data]
-        handshake = self._handshake()
+        handshake = self._opening()
         try:
             for chunk in chunks:
                 handshake.receive_data(chunk)
-            events = list(handshake.handshake.events())
-            if rest and self._client and handshake.connection is None:
+            events = list(handshake.events())
+            if rest and self._client and handshake.state is not ConnectionState.OPEN:
                 handshake.receive_data(rest)  # not a 101: the rest is the response's body
-                events += handshake.handshake.events()
+                events += handshake.events()
                 rest = b""
         except Exception as exc:
             # wsproto's RemoteProtocolError, and what slips past it: wsproto decodes some
@@ -310,23 +337,24 @@ class WebSocket:
             if not self._client:
                 hint = exc.event_hint if isinstance(exc, _WsRemoteError) else None
                 self._pending_response = self._answer_bad_request(hint)
-            yield HANDSHAKE_FAILED, str(exc) if isinstance(exc, _WsRemoteError) else "malformed header"
+            yield HandshakeFailed(str(exc) if isinstance(exc, _WsRemoteError) else "malformed header")
             return
         self.leftover = rest
-        if self._client and handshake.connection is not None:
-            self._frames = handshake.connection
+        if self._client and handshake.state is ConnectionState.OPEN:
             self._handshake_done()
         for event in events:
             if isinstance(event, Request):
-                yield UPGRADE, event.target, tuple(event.extra_headers), event.host, tuple(event.subprotocols)
+                yield UpgradeReceived(
+                    event.target, _headers(event.extra_headers), event.host, tuple(event.subprotocols)
+                )
             elif isinstance(event, AcceptConnection):
-                yield ACCEPTED, event.subprotocol, tuple(event.extra_headers)
+                yield UpgradeAccepted(event.subprotocol, _headers(event.extra_headers))
             elif isinstance(event, RejectConnection):
-                yield REJECTED, event.status_code, tuple(event.headers), event.has_body
+                yield UpgradeRefused(event.status_code, _headers(event.headers), event.has_body)
             elif isinstance(event, RejectData):
-                yield REJECT_BODY, bytes(event.data), event.body_finished
+                yield RefusalBodyReceived(bytes(event.data), event.body_finished)
 
-    def _answer_bad_request(self, hint: Any) -> bytes:
+    def _answer_bad_request(self, hint: object) -> bytes:
         if self._is_plain_get():
             head = RejectConnection(
                 status_code=200,
@@ -372,24 +400,30 @@ class WebSocket:
         return header + mask + _unmask(mask, payload)
 
     def ping(self, payload: bytes) -> bytes:
-        assert self._frames is not None
-        return self._frames.send(Ping(payload=payload))
+        """A ping frame."""
+        return self._open_frames().send(Ping(payload=payload))
 
     def pong(self, payload: bytes) -> bytes:
-        assert self._frames is not None
-        return self._frames.send(Pong(payload=payload))
+        """A pong frame."""
+        return self._open_frames().send(Pong(payload=payload))
 
     def close(self, code: int | None, reason: str) -> bytes:
         """A close frame; `code=None` (or 1005) sends one without a status code."""
-        assert self._frames is not None
         if code is None or code == CloseReason.NO_STATUS_RCVD:
             # wsproto omits the status code only for this very enum member.
-            return self._frames.send(CloseConnection(code=CloseReason.NO_STATUS_RCVD))
-        return self._frames.send(CloseConnection(code=code, reason=reason or None))
+            return self._open_frames().send(CloseConnection(code=CloseReason.NO_STATUS_RCVD))
+        return self._open_frames().send(CloseConnection(code=code, reason=reason or None))
 
     @property
     def can_send_close(self) -> bool:
+        """Whether a close frame may still be sent (the handshake is over, none sent yet)."""
         return self._frames is not None and self._frames.state in _CAN_CLOSE
+
+
+def _headers(headers: object) -> tuple[tuple[bytes, bytes], ...]:
+    # wsproto types its header lists loosely (`Headers` may hold `str` pairs it was given);
+    # what it parsed from the wire is always `bytes` pairs.
+    return tuple(headers)  # type: ignore[arg-type]
 
 
 def _unmask(mask: bytes, payload: bytes) -> bytes:

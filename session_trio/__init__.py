@@ -15,10 +15,10 @@ loop is run (trio's `serve` is made for `nursery.start`).
 
 from __future__ import annotations
 
-from session_core._sessionbase import NotificationHandler, RequestHandler
+from session_core.driver import NotificationHandler, RequestHandler, UpgradeHook
 
 from ._client import connect, unix_connect
-from ._server import OnSession, UpgradeHook, serve, serve_listeners, unix_serve
+from ._server import OnSession, serve, serve_listeners, unix_serve
 from ._session import Session
 
 __all__ = [

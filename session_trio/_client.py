@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import trio
 
-from session_core import Config, Connection, LocalProtocolError, parse_url
+from session_core import Config, Connection, LocalProtocolError
+from session_core.driver import parse_url
 
 from ._session import Session, peer_address
 from ._tasks import unwrap_groups
@@ -158,10 +159,10 @@ async def _open_session(
         async with trio.open_nursery() as nursery:
             await nursery.start(session._run)
             with trio.move_on_at(deadline):
-                await session._wait_handshake()
-            if not session._handshake_done.is_set():
+                await session.wait_handshake()
+            if not session.handshake_over:
                 raise TimeoutError(f"the WebSocket handshake with {where} timed out")
-            session._start_reading()
+            session.start()
             yield session
             await session.close()
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import logging
-import math
 import os
 import ssl
 import stat
@@ -15,18 +13,16 @@ from typing import Any, NoReturn, TypeAlias
 
 import trio
 
-from session_core import Accept, Config, Connection, Reject, SessionClosed, State, UpgradeRequested
+from session_core import Config, Connection
+from session_core.driver import UpgradeHook, serve_session
 
 from ._session import Session, peer_address
-from ._tasks import after_first_step, unwrap_groups
+from ._tasks import unwrap_groups
 
 logger = logging.getLogger("session_trio")
 
 OnSession: TypeAlias = Callable[[Session], Awaitable[object]]
 "`async def on_session(session) -> None`, called once for each new session."
-Decision: TypeAlias = Accept | Reject | None
-UpgradeHook: TypeAlias = Callable[[UpgradeRequested, Any], Decision | Awaitable[Decision]]
-"`on_upgrade(request, remote_address) -> Accept | Reject | None`, sync or async."
 Listeners: TypeAlias = list[trio.abc.Listener[Any]]
 
 
@@ -159,49 +155,12 @@ async def _serve_stream(
 ) -> None:
     address = peer_address(stream)
     conn = Connection.server(now=trio.current_time(), config=config, methods=(), wait_for_start=True)
-    session = Session(conn, stream, address)
+    session = Session(conn, stream, address, upgrade_hook=on_upgrade)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(session._run)
-            request = await session._wait_upgrade()
-            if request is None:
-                return  # the connection ended first (a plain GET, a bad request, a timeout)
-            # The hook gets no longer than the handshake timeout: past it, the connection
-            # has closed and there is nothing left to decide.
-            deadline = session._conn.get_timer()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
-                session._decide(await _decision(on_upgrade, request, address))
-            if session._conn.state is State.OPEN:
-                nursery.start_soon(_run_on_session, on_session, session)
+            # The upgrade hook runs in the session, bounded by the handshake timeout.
+            await serve_session(session, on_session)
     except Exception:
         # Never let one connection take the server down.
         logger.exception("unexpected error in the session with %r", address)
-
-
-async def _decision(on_upgrade: UpgradeHook | None, request: UpgradeRequested, address: Any) -> Decision:
-    if on_upgrade is None:
-        return None
-    try:
-        decision = on_upgrade(request, address)
-        if inspect.isawaitable(decision):
-            decision = await decision
-    except Exception:
-        logger.exception("on_upgrade failed; rejecting the upgrade from %r with 500", address)
-        return Reject(status_code=500)
-    return decision
-
-
-async def _run_on_session(on_session: OnSession, session: Session) -> None:
-    try:
-        # The session reads no message before on_session's first real await: by then it
-        # has registered its handlers.
-        await after_first_step(_call(on_session, session), session._start_reading)
-    except SessionClosed as exc:
-        logger.debug("on_session ended with the session: %s", exc)
-    except Exception:
-        logger.exception("on_session failed; closing the session with 1011")
-        await session.close(1011, "internal error")
-
-
-async def _call(on_session: OnSession, session: Session) -> object:
-    return await on_session(session)

@@ -1,10 +1,12 @@
 """`Session`: one session over a trio stream, driving a `session_core.Connection`.
 
-Everything that is protocol happens in the connection. A session runs three tasks, in a
-nursery of its own, and moves bytes, wakes tasks and schedules the timer:
+The protocol is the connection's, and what is decided about it (how events are acted on,
+requests, pings, the handshake, handler dispatch) is `session_core.driver.SessionDriver`'s.
+This module moves bytes, wakes tasks and schedules the timer. A session runs three tasks,
+in a nursery of its own:
 
 - the reader feeds what it reads (64 KiB at a time) to the connection, then pumps; it
-  stops reading while the connection says `reading_paused` (TCP back-pressure);
+  stops reading while the driver says reading is blocked (TCP back-pressure);
 - the writer writes what the pumps collected, one write per batch, and closes the
   transport when the connection says so. A write is shielded, so a cancellation never
   tears a frame; it is bounded (`TEARDOWN_GRACE`) only once the session is being torn
@@ -13,14 +15,10 @@ nursery of its own, and moves bytes, wakes tasks and schedules the timer:
   every pump moves, and calls `handle_timer`.
 
 Handlers run in the same nursery: each request's in a task of its own, and notifications
-one at a time, in arrival order, in one task that runs while any wait. At most
-`MAX_QUEUED_NOTIFICATIONS` wait: at the bound the reader stops, as it does while the
-connection says `reading_paused`. When the connection is over, the request handlers are
-cancelled (their answers can no longer go out), while the notifications received before
-the end still reach their handlers, for at most `TEARDOWN_GRACE`.
-
-The pump, after every input or call: drain the events and act on them, hand the bytes to
-the writer, re-arm the timer, and wake the reader if it waited for `reading_paused` to end.
+one at a time, in arrival order, in one task that runs while any wait. When the connection
+is over, the request handlers are cancelled (their answers can no longer go out), while
+the notifications received before the end still reach their handlers, for at most
+`TEARDOWN_GRACE`.
 
 On plain sockets (not TLS) two shortcuts save trio scheduling steps, which dominate the
 cost of a small message: a pump writes its bytes at once, synchronously and without
@@ -34,67 +32,34 @@ import contextlib
 import logging
 import math
 import os
-from types import TracebackType
-from typing import Any, TypeVar, overload
+from collections.abc import Awaitable, Coroutine
+from typing import Any, ClassVar
 
+import outcome
 import trio
 
-from session_core import (
-    OUTCOMES,
-    CancelRequested,
-    Connection,
-    ConnectionClosed,
-    Event,
-    HandshakeAccepted,
-    HandshakeError,
-    HandshakeRejected,
-    Method,
-    NotificationReceived,
-    PongReceived,
-    RequestReceived,
-    SessionClosed,
-    State,
-    UpgradeRejected,
-    UpgradeRequested,
-    log_event,
-    result_of,
-)
-from session_core._sessionbase import NotificationHandler, RequestHandler, SessionBase
+from session_core import CloseCode, Connection, State
+from session_core import driver as _driver
+from session_core.driver import SessionDriver, UpgradeHook
+
+from ._tasks import after_first_step
 
 logger = logging.getLogger("session_trio")
 
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-
-
 #: How much to read at once.
 READ_SIZE = 64 * 1024
-#: Notifications received and not yet handed to their handler, at most; at the bound the
-#: reader stops (what it read last may take the queue one read past it).
-MAX_QUEUED_NOTIFICATIONS = 128
-#: Seconds a session being torn down spends on its last write and its close, and that the
-#: notifications received before the end have to reach their handlers.
-TEARDOWN_GRACE = 1.0
-#: The code a session sends when it is cancelled while open (RFC 6455 7.4.1, "going away").
-GOING_AWAY = 1001
 
 
 class _Waiter:
-    """A task parked until an event of the connection answers it."""
+    """A task parked until the driver wakes it (`task` is `None` once it gave up or woke)."""
 
-    __slots__ = ("error", "task", "value")
+    __slots__ = ("task",)
 
     def __init__(self) -> None:
-        self.task = trio.lowlevel.current_task()
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-    def wake(self, value: Any = None, error: BaseException | None = None) -> None:
-        self.value, self.error = value, error
-        trio.lowlevel.reschedule(self.task)
+        self.task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
 
 
-class Session(SessionBase):
+class Session(SessionDriver[_Waiter, trio.CancelScope]):
     """One end of a session: make requests, send notifications, serve methods.
 
     Sessions come from `session_trio.connect` (client) and `session_trio.serve` (server);
@@ -108,26 +73,27 @@ class Session(SessionBase):
     for at most `TEARDOWN_GRACE` seconds.
     """
 
-    def __init__(self, conn: Connection, stream: trio.abc.Stream, remote_address: Any) -> None:
-        self._conn = conn
+    _logger: ClassVar[logging.Logger] = logger
+    _answer_cancelled: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        conn: Connection,
+        stream: trio.abc.Stream,
+        remote_address: Any,
+        *,
+        upgrade_hook: UpgradeHook | None = None,
+    ) -> None:
+        """Wrap `conn` over `stream` (used by `connect()` and `serve()`, not by users)."""
+        super().__init__(conn, remote_address=remote_address, upgrade_hook=upgrade_hook)
         self._stream = stream
         # Plain sockets are read and written through their file descriptor (see `_receive`
         # and `_flush`); TLS and other streams through the stream's own methods.
         self._fd: int | None = None
         if isinstance(stream, trio.SocketStream) and os.name == "posix":
             self._fd = stream.socket.fileno()
-        self._remote_address = remote_address
         self._nursery: trio.Nursery | None = None
-        self._request_handlers: dict[str, RequestHandler[Any, Any]] = {}
-        self._notification_handlers: dict[str, NotificationHandler[Any]] = {}
-        self._handler_scopes: dict[int, trio.CancelScope] = {}
-        # Notifications waiting for their handler, and whether a task delivers them (in
-        # `_notify_scope`, once it has started).
-        self._notifications: list[tuple[NotificationHandler[Any], str, Any]] = []
-        self._notifying = False
         self._notify_scope: trio.CancelScope | None = None
-        self._waiters: dict[int, _Waiter] = {}
-        self._ping_waiters: dict[int, _Waiter] = {}
         # The writer.
         self._outbox: list[bytes] = []
         self._write_lot = trio.lowlevel.ParkingLot()
@@ -139,126 +105,87 @@ class Session(SessionBase):
         self._read_lot = trio.lowlevel.ParkingLot()
         self._reading = trio.Event()
         # The timer.
-        self._deadline = math.inf
         self._timer_scope = trio.CancelScope()
-        # The handshake and the end.
-        self._handshake_done = trio.Event()
-        self._handshake_error: HandshakeError | None = None
-        self._upgrade: UpgradeRequested | None = None
+        # The end.
         self._teardown_deadline = math.inf  # set once the session's tasks are being ended
         self._closed = trio.Event()  # the transport is closed and every task has ended
 
-    # -- messages --------------------------------------------------------------------
+    # -- the driver's primitives -----------------------------------------------------
 
-    @overload
-    async def request(
-        self, method: Method[Req, Resp, Any], data: Req, *, timeout: float | None = None
-    ) -> Resp: ...
-    @overload
-    async def request(self, method: str, data: Any, *, timeout: float | None = None) -> Any: ...
-    async def request(
-        self, method: Method[Any, Any, Any] | str, data: Any, *, timeout: float | None = None
-    ) -> Any:
-        """Call `method` on the peer and return its typed response.
+    def _now(self) -> float:
+        return trio.current_time()
 
-        Args:
-            method: a `Method` (typed), or a method name (raw JSON in and out).
-            data: the request data, of the method's request type.
-            timeout: seconds to wait for the answer (default `Config.request_timeout`).
+    def _new_waiter(self) -> _Waiter:
+        return _Waiter()
 
-        Returns:
-            The response, converted to the method's response type.
-
-        Raises:
-            RemoteError: the peer answered with an error response; `error` holds the value,
-                typed with the method's error type. Protocol errors raise its subclasses
-                `MethodNotFound`, `InvalidRequestData`, `InternalError`, `RequestCancelled`.
-            InvalidResponse: the answer does not fit the method's types.
-            TimeoutError: the builtin one (not `trio.TooSlowError`): no answer within
-                `timeout`; the peer was sent `$/cancel`.
-            SessionClosed: the session ended before the answer, or had ended already.
-            EncodingError: `data` cannot be sent.
-            TooManyPendingRequests: `Config.max_pending_requests` requests already wait.
-
-        Cancelling the calling task gives the request up: the peer is sent `$/cancel`.
-        """
-        conn = self._conn
-        request_id = conn.send_request(method, data, now=trio.current_time(), timeout=timeout)
-        waiter = self._waiters[request_id] = _Waiter()
-        self._pump()
-
+    def _park(self, waiter: _Waiter) -> Awaitable[Any]:
         def abort(_: Any) -> trio.lowlevel.Abort:
-            # Runs synchronously when the task is cancelled, never after `wake`.
-            del self._waiters[request_id]
-            conn.cancel_request(request_id)  # makes no events: only `$/cancel` to send
-            self._flush()
+            # Runs synchronously when the task is cancelled: no wake may follow.
+            waiter.task = None
             return trio.lowlevel.Abort.SUCCEEDED
 
-        await trio.lowlevel.wait_task_rescheduled(abort)
-        if waiter.error is not None:
-            raise waiter.error
-        return result_of(waiter.value)
+        return trio.lowlevel.wait_task_rescheduled(abort)
 
-    @overload
-    async def notify(self, method: Method[Req, Any, Any], data: Req) -> None: ...
-    @overload
-    async def notify(self, method: str, data: Any) -> None: ...
-    async def notify(self, method: Method[Any, Any, Any] | str, data: Any) -> None:
-        """Send a notification (never answered).
+    def _wake(self, waiter: _Waiter, value: Any) -> None:
+        task, waiter.task = waiter.task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task, outcome.Value(value))
 
-        Returns once the notification is queued; while an earlier write is still in
-        progress it waits for that write, so that a fast sender cannot outrun the socket.
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> trio.CancelScope:
+        # The scope exists before the task starts, so that a `$/cancel` arriving in the
+        # same read cancels the handler before it runs.
+        assert self._nursery is not None  # messages arrive only while the tasks run
+        scope = trio.CancelScope()
+        self._nursery.start_soon(self._in_scope, scope, coro)
+        return scope
 
-        Raises:
-            SessionClosed: the session is closing or closed.
-            EncodingError: `data` cannot be sent.
-        """
-        self._conn.send_notification(method, data)
-        self._pump()
-        if self._write_scope is not None:
+    @staticmethod
+    async def _in_scope(scope: trio.CancelScope, coro: Coroutine[Any, Any, None]) -> None:
+        with scope:
+            await coro
+
+    def _spawn_notifier(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._notifier, coro)
+
+    async def _notifier(self, coro: Coroutine[Any, Any, None]) -> None:
+        # Shielded: when the session's tasks are ended, the notifications received before
+        # still reach their handlers, until the teardown deadline (see `_timer_loop`).
+        try:
+            with trio.CancelScope(shield=True, deadline=self._teardown_deadline) as self._notify_scope:
+                await coro
+        finally:
+            self._notify_scope = None
+
+    def _cancel(self, handle: trio.CancelScope) -> None:
+        handle.cancel()
+
+    def _arm_timer(self, deadline: float | None) -> None:
+        self._timer_scope.deadline = math.inf if deadline is None else deadline
+
+    def _write_blocked(self) -> bool:
+        return self._write_scope is not None
+
+    async def _drained(self) -> None:
+        while self._write_scope is not None:
             await self._drain_lot.park()
-        else:
-            await trio.lowlevel.checkpoint()
 
-    async def ping(self) -> float:
-        """Send a ping and wait for its pong.
+    async def _checkpoint(self) -> None:
+        await trio.lowlevel.checkpoint()
 
-        Returns:
-            The round-trip time, in seconds.
+    async def _begin(self, coro: Coroutine[Any, Any, object]) -> object:
+        # trio may run the reader before the user's task: deliver nothing until the user's
+        # code first yields (by then it registered its handlers), whatever the order.
+        return await after_first_step(coro, self.start)
 
-        Raises:
-            SessionClosed: the session is closing or closed, or ended before the pong.
+    def start(self) -> None:
+        """Let the reader deliver messages: the user has had the chance to add handlers.
+
+        The reader calls `Connection.start()` when it next runs. For a client, that is
+        after the body of `async with connect(...)` first yields to trio; a server calls
+        this once `on_session`'s first step is over.
         """
-        ping_id = self._conn.send_ping()
-        sent_at = trio.current_time()
-        waiter = self._ping_waiters[ping_id] = _Waiter()
-        self._flush()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            del self._ping_waiters[ping_id]
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-        if waiter.error is not None:
-            raise waiter.error
-        return float(waiter.value) - sent_at
-
-    # -- closing ---------------------------------------------------------------------
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the session and wait for it to end.
-
-        The wait for the peer's close frame is bounded by `Config.close_timeout`. Requests
-        still waiting fail at once with `SessionClosed`; the handlers are cancelled when the
-        session ends, and waited for. Closing a closed session does nothing.
-
-        Raises:
-            LocalProtocolError: `code` is not a code one may send, or `reason` is over
-                123 bytes of UTF-8.
-        """
-        self._conn.close(code, reason, now=trio.current_time())
-        self._pump()
-        await self.wait_closed()
+        self._reading.set()
 
     async def wait_closed(self) -> None:
         """Wait until the session has ended, its transport is closed and its handlers are done.
@@ -272,17 +199,6 @@ class Session(SessionBase):
                 await self._drain_lot.park()
         else:
             await self._closed.wait()
-
-    async def __aenter__(self) -> Session:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def __repr__(self) -> str:
-        return f"<Session {self._conn.role.value} {self._conn.state.value} {self._remote_address!r}>"
 
     # -- running (for connect and serve) ---------------------------------------------
 
@@ -307,50 +223,7 @@ class Session(SessionBase):
             finally:
                 self._closed.set()  # the transport is closed and every handler is done
 
-    async def _wait_handshake(self) -> None:
-        """Wait for the handshake to succeed; raise `HandshakeError` if it failed."""
-        await self._handshake_done.wait()
-        if self._handshake_error is not None:
-            raise self._handshake_error
-
-    async def _wait_upgrade(self) -> UpgradeRequested | None:
-        """Server: the client's upgrade request, or `None` if the connection ended first."""
-        await self._handshake_done.wait()
-        return self._upgrade if self._conn.state is State.UPGRADE_REQUESTED else None
-
-    def _decide(self, decision: object) -> None:
-        """Server: apply the upgrade hook's decision (`None` accepts)."""
-        self._conn.decide(decision, now=trio.current_time())
-        self._pump()
-
-    def _start_reading(self) -> None:
-        """Let the reader deliver messages: the user has had the chance to add handlers.
-
-        The reader calls `Connection.start()` when it next runs. For a client, that is
-        after the body of `async with connect(...)` first yields to trio; a server calls
-        this once `on_session`'s first step is over (see `after_first_step`).
-        """
-        self._reading.set()
-
-    # -- the pump --------------------------------------------------------------------
-
-    def _pump(self) -> None:
-        conn = self._conn
-        events = conn.events()
-        while events:
-            for event in events:
-                self._handle(event)
-            events = conn.events()  # answering may resume held input
-        self._flush()
-        timer = conn.get_timer()
-        deadline = math.inf if timer is None else timer
-        if deadline != self._deadline:
-            self._deadline = self._timer_scope.deadline = deadline
-        if self._read_lot and not self._reading_blocked():
-            self._read_lot.unpark_all()
-
-    def _reading_blocked(self) -> bool:
-        return self._conn.reading_paused or len(self._notifications) >= MAX_QUEUED_NOTIFICATIONS
+    # -- output ----------------------------------------------------------------------
 
     def _flush(self) -> None:
         data = self._conn.data_to_send()
@@ -373,116 +246,10 @@ class Session(SessionBase):
             # short grace, not forever.
             scope = self._write_scope
             if scope is not None and scope.deadline == math.inf:
-                scope.deadline = trio.current_time() + TEARDOWN_GRACE
+                scope.deadline = trio.current_time() + _driver.TEARDOWN_GRACE
             self._write_lot.unpark_all()
-
-    def _handle(self, event: Event) -> None:
-        if isinstance(event, OUTCOMES):
-            waiter = self._waiters.pop(event.request_id, None)
-            if waiter is not None:
-                waiter.wake(event)
-        elif isinstance(event, RequestReceived):
-            self._handle_request(event)
-        elif isinstance(event, NotificationReceived):
-            self._handle_notification(event)
-        elif isinstance(event, CancelRequested):
-            scope = self._handler_scopes.get(event.request_id)
-            if scope is not None:
-                scope.cancel()
-        elif isinstance(event, PongReceived):
-            waiter = self._ping_waiters.pop(event.ping_id, None)
-            if waiter is not None:
-                waiter.wake(trio.current_time())
-        elif isinstance(event, HandshakeAccepted):
-            self._handshake_done.set()
-        elif isinstance(event, UpgradeRequested):
-            self._upgrade = event
-            self._handshake_done.set()
-        elif isinstance(event, UpgradeRejected):
-            self._handshake_error = HandshakeRejected(event.status_code, event.headers, event.body)
-        elif isinstance(event, ConnectionClosed):
-            self._handle_closed(event)
-        else:
-            self._log_event(event)
-
-    def _log_event(self, event: Event) -> None:
-        log_event(logger, event)
-
-    def _handle_request(self, event: RequestReceived) -> None:
-        # The connection is typed (built with `methods=()`): only registered methods get
-        # here, and only while the session's tasks run.
-        handler = self._request_handlers[event.method]
-        assert self._nursery is not None
-        # The scope exists before the task starts, so that a `$/cancel` arriving in the
-        # same read cancels the handler before it runs.
-        scope = self._handler_scopes[event.request_id] = trio.CancelScope()
-        self._nursery.start_soon(self._answer, handler, event.request_id, event.data, scope)
-
-    async def _answer(
-        self, handler: RequestHandler[Any, Any], request_id: int, data: Any, scope: trio.CancelScope
-    ) -> None:
-        result: Any = None
-        error: Exception | None = None
-        try:
-            with scope:
-                try:
-                    result = await handler(data)
-                except Exception as exc:
-                    error = exc
-                # Write flow control: while a write waits for the socket, the answer waits
-                # too, and keeps its request in flight, so that a peer that reads nothing
-                # meets the bound on requests (the reader stops) instead of a growing outbox.
-                while self._write_scope is not None:
-                    await self._drain_lot.park()
-        finally:
-            # After a `$/cancel` the peer may reuse the id while this handler still runs.
-            if self._handler_scopes.get(request_id) is scope:
-                del self._handler_scopes[request_id]
-        if scope.cancelled_caught:
-            return  # the peer cancelled (the connection has answered -32800), or the end
-        self._conn.send_outcome(request_id, result=result, exception=error)
-        self._pump()
-
-    def _handle_notification(self, event: NotificationReceived) -> None:
-        handler = self._notification_handlers.get(event.method)
-        if handler is None:
-            logger.debug("notification %r has no handler: dropped", event.method)
-            return
-        self._notifications.append((handler, event.method, event.data))
-        if not self._notifying:
-            assert self._nursery is not None  # messages arrive only while the tasks run
-            self._notifying = True
-            self._nursery.start_soon(self._deliver_notifications)
-
-    async def _deliver_notifications(self) -> None:
-        # One task at a time delivers the notifications, in order; it ends when none wait.
-        # Shielded: when the session's tasks are ended, the notifications received before
-        # still reach their handlers, until the teardown deadline (see `_timer_loop`).
-        queue = self._notifications
-        try:
-            with trio.CancelScope(shield=True, deadline=self._teardown_deadline) as self._notify_scope:
-                while queue:
-                    handler, method, data = queue.pop(0)
-                    if len(queue) == MAX_QUEUED_NOTIFICATIONS - 1:
-                        self._read_lot.unpark_all()  # under the bound again
-                    try:
-                        await handler(data)
-                    except Exception:
-                        logger.exception("handler of notification %r failed", method)
-        finally:
-            self._notifying = False
-            self._notify_scope = None
-
-    def _handle_closed(self, event: ConnectionClosed) -> None:
-        if not self._handshake_done.is_set():
-            if self._handshake_error is None:
-                self._handshake_error = HandshakeError(event.reason)
-            self._handshake_done.set()
-        # The connection has ended every request with `RequestAborted` already; pings
-        # have no such event.
-        for waiter in self._ping_waiters.values():
-            waiter.wake(error=SessionClosed(event.code, event.reason))
-        self._ping_waiters.clear()
+        if self._read_lot and not self._reading_blocked():
+            self._read_lot.unpark_all()
 
     # -- the tasks -------------------------------------------------------------------
 
@@ -584,20 +351,19 @@ class Session(SessionBase):
             self._pump()
 
     async def _timer_loop(self) -> None:
-        conn = self._conn
         try:
             while True:
-                with trio.CancelScope(deadline=self._deadline) as scope:
+                deadline = self._timer_at
+                with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
                     self._timer_scope = scope
                     await trio.sleep_forever()
                 # trio never fires a deadline early, so the current time is at or after it.
-                conn.handle_timer(trio.current_time())
-                self._pump()
+                self._timer_fired(trio.current_time())
         finally:
             # Reached only when the session's tasks are being ended (the connection is over,
             # or the session is cancelled): bound a write in progress, and the delivery of
             # the notifications received before the end.
-            self._teardown_deadline = trio.current_time() + TEARDOWN_GRACE
+            self._teardown_deadline = trio.current_time() + _driver.TEARDOWN_GRACE
             for shielded in (self._write_scope, self._notify_scope):
                 if shielded is not None:
                     shielded.deadline = min(shielded.deadline, self._teardown_deadline)
@@ -605,7 +371,7 @@ class Session(SessionBase):
     async def _close_transport(self) -> None:
         if not self._transport_closed:
             self._transport_closed = True
-            with trio.move_on_after(TEARDOWN_GRACE, shield=True) as scope:
+            with trio.move_on_after(_driver.TEARDOWN_GRACE, shield=True) as scope:
                 await self._stream.aclose()
             if scope.cancelled_caught:
                 await trio.aclose_forcefully(self._stream)
@@ -617,10 +383,10 @@ class Session(SessionBase):
     async def _finish(self) -> None:
         # The tasks are gone. If the session was cancelled while open, say goodbye with
         # 1001 (best effort, bounded), then close the transport.
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + TEARDOWN_GRACE):
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _driver.TEARDOWN_GRACE):
             if not self._transport_closed and not self._broken:
                 if self._conn.state is State.OPEN:
-                    self._conn.close(GOING_AWAY, "going away", now=trio.current_time())
+                    self._conn.close(CloseCode.GOING_AWAY, "going away", now=trio.current_time())
                 self._pump()
                 if self._outbox:
                     data = b"".join(self._outbox)

@@ -1,9 +1,8 @@
-"""Test helpers: a client and a server `Connection` wired together in memory."""
+"""Test helpers: a client and a server `Connection` wired together in memory, and the raw
+frames of the core tests (built with `tests.wire`)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,6 +14,30 @@ from session_core import (
     Method,
     UpgradeRequested,
 )
+from tests import wire
+from tests.wire import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
+
+__all__ = [
+    "BINARY",
+    "CLOSE",
+    "CONTINUATION",
+    "FIXED_MASK",
+    "PING",
+    "PONG",
+    "SESSION_RS_ACCEPT",
+    "SESSION_RS_UPGRADE",
+    "TEXT",
+    "Chunker",
+    "SessionPair",
+    "accept_for",
+    "byte_by_byte",
+    "client_frame",
+    "frame",
+    "open_client",
+    "open_server",
+    "parse_frames",
+    "whole",
+]
 
 Chunker = Callable[[bytes], Iterable[bytes]]
 
@@ -110,65 +133,32 @@ class SessionPair:
         return found[0] if found else None
 
 
-# --- raw frames, for peers that this project did not write -------------------------------
+# --- raw frames, for peers that this project did not write (the codec is `tests.wire`) ---
 
-TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+#: The masking key of `client_frame`: fixed, so that the bytes a test builds are the same
+#: on every run.
+FIXED_MASK = b"\x11\x22\x33\x44"
 
 
 def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bytes | None = None) -> bytes:
     """One RFC 6455 frame; masked when `mask` (4 bytes) is given, as a client sends."""
-    head = bytes([(0x80 if fin else 0) | opcode])
-    length = len(payload)
-    mask_bit = 0x80 if mask is not None else 0
-    if length < 126:
-        head += bytes([mask_bit | length])
-    elif length < 1 << 16:
-        head += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
-    else:
-        head += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
-    if mask is None:
-        return head + payload
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return wire.encode_frame(opcode, payload, fin=fin, mask=mask)
 
 
 def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
     """A masked frame, as a client must send it."""
-    return frame(opcode, payload, fin=fin, mask=b"\x11\x22\x33\x44")
+    return wire.client_frame(opcode, payload, fin=fin, mask=FIXED_MASK)
 
 
 def parse_frames(data: bytes) -> list[tuple[int, bool, bytes]]:
     """Split bytes into `(opcode, fin, unmasked payload)` frames; all must be complete."""
-    frames = []
-    i = 0
-    while i < len(data):
-        fin, opcode = bool(data[i] & 0x80), data[i] & 0x0F
-        masked, length = bool(data[i + 1] & 0x80), data[i + 1] & 0x7F
-        i += 2
-        if length == 126:
-            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
-        elif length == 127:
-            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
-        key = data[i : i + 4] if masked else b""
-        i += 4 if masked else 0
-        payload = data[i : i + length]
-        if masked:
-            payload = bytes(b ^ key[j % 4] for j, b in enumerate(payload))
-        frames.append((opcode, fin, payload))
-        i += length
-    assert i == len(data), "incomplete frame"
-    return frames
+    return [(f.opcode, f.fin, f.payload) for f in wire.parse_frames(data)]
 
 
-#: The upgrade request session-rs's client sends (from PROTOCOL.md's capture).
-SESSION_RS_UPGRADE = (
-    b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9101\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: vd2wAgQkrd3IegFCB5L43Q==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
+#: The upgrade request session-rs's client sends (from the capture in docs/protocol.md).
+SESSION_RS_UPGRADE = wire.upgrade_request()
 #: The 101 that session-rs's server answers it with.
-SESSION_RS_ACCEPT = (
-    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Accept: Oru0+maGfqLIC22es8Lg7asg6T8=\r\n\r\n"
-)
+SESSION_RS_ACCEPT = wire.switching_protocols()
 
 
 def open_server(
@@ -187,22 +177,12 @@ def open_client(
     config: Config | None = None, methods: Iterable[Method[Any, Any, Any]] | None = None
 ) -> Connection:
     """A client connection whose upgrade a raw peer accepted; returns with no events left."""
-    client = Connection.client("127.0.0.1:9101", "/", now=0.0, config=config, methods=methods)
-    request = client.data_to_send()
-    key = [
-        line.split(b": ")[1]
-        for line in request.split(b"\r\n")
-        if line.lower().startswith(b"sec-websocket-key")
-    ]
-    client.receive_data(accept_for(key[0]), 0.0)
+    client = Connection.client(wire.SESSION_RS_HOST, "/", now=0.0, config=config, methods=methods)
+    client.receive_data(wire.accept_response(client.data_to_send()), 0.0)
     client.events()
     return client
 
 
 def accept_for(key: bytes) -> bytes:
     """A minimal 101 answering a client's `Sec-WebSocket-Key`."""
-    token = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    return (
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + token + b"\r\n\r\n"
-    )
+    return wire.switching_protocols(key)

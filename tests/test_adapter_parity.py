@@ -1,6 +1,6 @@
 """session_trio and session_asyncio offer the same names, with the same signatures.
 
-DESIGN.md promises that switching loops is changing an import. This pins the public surface
+docs/architecture.md promises that switching loops is changing an import. This pins the public surface
 of both adapters against each other: what only one loop has is listed here, with the reason,
 and anything else that differs fails. The behaviour behind the names is pinned by mirrored
 tests in `tests/trio/` and `tests/asyncio/`.

@@ -29,7 +29,7 @@ import pytest
 import trustme
 
 import session_asyncio
-from session_cli import Streams, _cli, build_parser, main, run
+from session_cli import Streams, _common, _serve, build_parser, main, run
 from session_core import Accept, Method, MethodNotFound, Reject, RemoteError, UpgradeRequested
 from tests.interop.rawpeer import CLOSE, WELCOME, FakeServer, RawPeer, session_rs_101
 
@@ -240,7 +240,7 @@ def test_each_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
-    assert exit_info.value.code == _cli.EXIT_USAGE == 2
+    assert exit_info.value.code == _common.EXIT_USAGE == 2
     assert "usage:" in capsys.readouterr().err
 
 
@@ -312,7 +312,7 @@ def test_call_reads_json_from_stdin_and_files(demo: DemoServer, tmp_path: Path) 
 
 def test_call_error_response_exits_1_with_the_error_on_stdout(demo: DemoServer) -> None:
     done = cli("call", demo.url, "fail")
-    assert (done.status, done.out) == (_cli.EXIT_ERROR_RESPONSE, '"boom"\n')
+    assert (done.status, done.out) == (_common.EXIT_ERROR_RESPONSE, '"boom"\n')
     assert the_error(done) == "session-py: fail answered with an error response"
 
 
@@ -330,7 +330,7 @@ def test_call_timeout_exits_7_and_cancels_the_request(demo: DemoServer) -> None:
     started = time.monotonic()
     done = cli("call", demo.url, "sleep", "5", "--timeout", "0.2")
     assert time.monotonic() - started < 3
-    assert (done.status, done.out) == (_cli.EXIT_TIMEOUT, "")
+    assert (done.status, done.out) == (_common.EXIT_TIMEOUT, "")
     assert "no answer to sleep within 0.2 s (--timeout)" in the_error(done)
 
 
@@ -355,7 +355,7 @@ def test_progress_line_only_on_a_terminal(demo: DemoServer) -> None:
 )
 def test_invalid_json_exits_3(argv: list[str], stdin: str, message: str) -> None:
     done = cli("call", "ws://127.0.0.1:1/", *argv, stdin=stdin)  # nothing is dialled
-    assert (done.status, done.out) == (_cli.EXIT_BAD_JSON, "")
+    assert (done.status, done.out) == (_common.EXIT_BAD_JSON, "")
     assert message in the_error(done)
 
 
@@ -378,7 +378,7 @@ def test_invalid_answer_json_exits_3() -> None:
 def test_bad_url_exits_4(name: str, url: str, message: str) -> None:
     argv = [name, url] if name == "listen" else [name, url, "echo"]
     done = cli(*argv)
-    assert done.status == _cli.EXIT_BAD_URL
+    assert done.status == _common.EXIT_BAD_URL
     assert message in the_error(done)
 
 
@@ -386,12 +386,13 @@ def test_bad_url_exits_4(name: str, url: str, message: str) -> None:
 def test_refused_connection_exits_5(name: str, closed_port: int) -> None:
     url = f"ws://127.0.0.1:{closed_port}/"
     done = cli(*([name, url] if name == "listen" else [name, url, "echo"]))
-    assert done.status == _cli.EXIT_CONNECT
+    assert done.status == _common.EXIT_CONNECT
     assert the_error(done).endswith(f"cannot connect to 127.0.0.1:{closed_port}: Connection refused")
 
 
 def test_unknown_host_is_a_connection_failure() -> None:
-    failure = _cli._connection_failure(socket.gaierror(-2, "Name or service not known"), "ws://nohost/", 10)
+    gaierror = socket.gaierror(-2, "Name or service not known")
+    failure = _common._connection_failure(gaierror, "ws://nohost/", 10)
     assert failure is not None
     assert (failure.status, failure.message) == (5, "cannot resolve nohost: Name or service not known")
 
@@ -404,7 +405,7 @@ def test_rejected_handshake_exits_6_and_headers_are_sent(name: str) -> None:
         return Reject(status_code=403, body=b"go away\n")
 
     async def on_session(session: session_asyncio.Session) -> None:
-        _cli._serve_methods(session)
+        _serve._serve_methods(session)
         await session.notify("hello", 1)
 
     async def scenario() -> tuple[Result, Result]:
@@ -415,7 +416,7 @@ def test_rejected_handshake_exits_6_and_headers_are_sent(name: str) -> None:
         return rejected, accepted
 
     rejected, accepted = asyncio.run(scenario())
-    assert rejected.status == _cli.EXIT_HANDSHAKE
+    assert rejected.status == _common.EXIT_HANDSHAKE
     assert the_error(rejected).endswith("refused the WebSocket upgrade with HTTP 403: go away")
     if name == "listen":
         assert accepted == Result(0, '{"type":"notification","method":"hello","data":1}\n', "")
@@ -435,7 +436,7 @@ def test_not_a_websocket_server_exits_6(name: str) -> None:
             return await acli(*([name, url] if name == "listen" else [name, url, "echo"]))
 
     done = asyncio.run(scenario())
-    assert done.status == _cli.EXIT_HANDSHAKE
+    assert done.status == _common.EXIT_HANDSHAKE
     assert the_error(done).endswith("with HTTP 200: hello (not a WebSocket server?)")
 
 
@@ -449,7 +450,7 @@ def test_connection_dropped_during_the_handshake_exits_6(name: str) -> None:
             return await acli(*([name, url] if name == "listen" else [name, url, "echo"]))
 
     done = asyncio.run(scenario())
-    assert done.status == _cli.EXIT_HANDSHAKE
+    assert done.status == _common.EXIT_HANDSHAKE
     assert "the WebSocket handshake with 127.0.0.1:" in the_error(done)
 
 
@@ -464,7 +465,7 @@ def test_connect_timeout_exits_7(name: str) -> None:
             return await acli(*argv, "--connect-timeout", "0.2")
 
     done = asyncio.run(scenario())
-    assert done.status == _cli.EXIT_TIMEOUT
+    assert done.status == _common.EXIT_TIMEOUT
     assert "within 0.2 s (--connect-timeout)" in the_error(done)
 
 
@@ -481,7 +482,7 @@ def test_session_closed_before_the_answer_exits_8() -> None:
             return await acli("call", url, "bye")
 
     done = asyncio.run(scenario())
-    assert (done.status, done.out) == (_cli.EXIT_CLOSED, "")
+    assert (done.status, done.out) == (_common.EXIT_CLOSED, "")
     assert "the session ended before the answer to bye" in the_error(done)
     assert "4000" in done.err
 
@@ -494,7 +495,7 @@ def test_call_and_listen_over_tls(tmp_path: Path) -> None:
     ca.cert_pem.write_to_path(str(ca_file))
 
     async def on_session(session: session_asyncio.Session) -> None:
-        _cli._serve_methods(session)
+        _serve._serve_methods(session)
         await session.notify("hello", 0)
 
     async def scenario() -> list[Result]:
@@ -511,7 +512,7 @@ def test_call_and_listen_over_tls(tmp_path: Path) -> None:
     assert trusted == Result(0, "1\n", "")
     assert insecure == Result(0, "2\n", "")
     assert listened == Result(0, '{"type":"notification","method":"hello","data":0}\n', "")
-    assert untrusted.status == _cli.EXIT_CONNECT
+    assert untrusted.status == _common.EXIT_CONNECT
     assert "TLS with 127.0.0.1:" in the_error(untrusted)
     assert the_error(untrusted).endswith("(see --cacert, --insecure)")
 
@@ -530,7 +531,7 @@ def test_ctrl_c_during_call_exits_130(demo: DemoServer) -> None:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert (process.returncode, out, err) == (_cli.EXIT_INTERRUPTED, b"", b"")
+    assert (process.returncode, out, err) == (_common.EXIT_INTERRUPTED, b"", b"")
 
 
 # -- notify --------------------------------------------------------------------------------
@@ -696,7 +697,7 @@ def test_call_a_method_session_rs_does_not_know_times_out() -> None:
 
     with FakeServer(script) as server:
         done = cli("call", server.url, "nope", "--timeout", "0.3")
-    assert (done.status, done.out) == (_cli.EXIT_TIMEOUT, "")
+    assert (done.status, done.out) == (_common.EXIT_TIMEOUT, "")
     assert "no answer to nope within 0.3 s" in the_error(done)
 
 
@@ -723,5 +724,5 @@ def test_serve_cannot_listen_exits_5() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         done = cli("serve", f"127.0.0.1:{port}")
-    assert done.status == _cli.EXIT_CONNECT
+    assert done.status == _common.EXIT_CONNECT
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in the_error(done)

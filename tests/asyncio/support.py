@@ -1,65 +1,39 @@
-"""Methods, servers and raw peers shared by the asyncio tests."""
+"""Servers and raw peers shared by the asyncio tests (methods: `tests.methods`; frames:
+`tests.wire`)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import attrs
-
 import session_asyncio
-from session_core import Method, MethodError
+from tests import wire
+from tests.methods import AddArgs, add, crash, echo, fail, serve_basics, sleep, tick, welcome
 
-# -- methods ---------------------------------------------------------------------------
-
-
-@attrs.frozen
-class AddArgs:
-    a: int
-    b: int
-
-
-add = Method("add", request=AddArgs, response=int, error=str)
-# Annotated: mypy cannot infer through the `Any` that `Method(..., request=Any, ...)` gives.
-echo: Method[Any, Any, str] = Method("echo", request=Any, response=Any, error=str)
-fail = Method("fail", request=None, response=None, error=str)
-crash = Method("crash", request=None, response=None, error=str)
-sleep = Method("sleep", request=float, response=float, error=str)
-tick = Method("tick", request=int, response=None, error=None)
-welcome = Method("welcome", request=str, response=None, error=None)
-
-
-def serve_basics(session: session_asyncio.Session) -> None:
-    """Register `add`, `echo`, `fail`, `crash` and `sleep` on `session`."""
-
-    @session.on_request(add)
-    async def _add(args: AddArgs) -> int:
-        if args.a < 0:
-            raise MethodError("negative")
-        return args.a + args.b
-
-    @session.on_request(echo)
-    async def _echo(data: Any) -> Any:
-        return data
-
-    @session.on_request(fail)
-    async def _fail(_: None) -> None:
-        raise MethodError("boom")
-
-    @session.on_request(crash)
-    async def _crash(_: None) -> None:
-        raise ValueError("secret detail")
-
-    @session.on_request(sleep)
-    async def _sleep(seconds: float) -> float:
-        await asyncio.sleep(seconds)
-        return seconds
-
+# Re-exported: the asyncio tests import the shared methods and wire helpers from here.
+__all__ = [
+    "UPGRADE",
+    "AddArgs",
+    "OnSession",
+    "RawHandler",
+    "accept_upgrade",
+    "add",
+    "crash",
+    "echo",
+    "fail",
+    "masked_frame",
+    "raw_server",
+    "read_frame",
+    "running",
+    "serve_basics",
+    "sleep",
+    "text_frame",
+    "tick",
+    "url_of",
+    "welcome",
+]
 
 # -- servers ---------------------------------------------------------------------------
 
@@ -87,9 +61,10 @@ async def running(
 
 # -- raw peers -------------------------------------------------------------------------
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+#: A client's upgrade request, as one would write it by hand (RFC 6455's example key).
+UPGRADE = wire.upgrade_request("x", key="dGhlIHNhbXBsZSBub25jZQ==")
 
 
 async def accept_upgrade(
@@ -98,53 +73,28 @@ async def accept_upgrade(
     """Read an upgrade request and answer it with a 101, by hand, followed by `then` in the
     same write. Returns the request."""
     head = await reader.readuntil(b"\r\n\r\n")
-    key = next(
-        line.split(b":", 1)[1].strip()
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"sec-websocket-key:")
-    )
-    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-    writer.write(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + then
-    )
+    writer.write(wire.accept_response(head) + then)
     await writer.drain()
     return head
 
 
 def text_frame(text: str) -> bytes:
     """An unmasked text frame, as a server sends it."""
-    payload = text.encode()
-    if len(payload) < 126:
-        return struct.pack("!BB", 0x81, len(payload)) + payload
-    return struct.pack("!BBH", 0x81, 126, len(payload)) + payload
+    return wire.text_frame(text)
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
-    """A masked frame (payload under 64 KiB; mask 0 keeps it readable), as a client sends it."""
-    if len(payload) < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload))
-    else:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, len(payload))
-    return head + b"\x00\x00\x00\x00" + payload
-
-
-#: A client's upgrade request, as one would write it by hand.
-UPGRADE = (
-    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
+    """A masked frame, as a client sends it (mask 0 keeps the payload readable on the wire)."""
+    return wire.client_frame(opcode, payload, mask=bytes(4))
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """Read one frame (masked or not, payload under 64 KiB): its opcode and payload."""
-    first, second = await reader.readexactly(2)
-    length = second & 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", await reader.readexactly(2))
-    mask = await reader.readexactly(4) if second & 0x80 else b"\0\0\0\0"
-    payload = await reader.readexactly(length)
-    return first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    """Read one frame (masked or not), and no byte past it: its opcode and unmasked payload."""
+    data = b""
+    while len(data) < (needed := wire.bytes_needed(data)):
+        data += await reader.readexactly(needed - len(data))
+    (frame,) = wire.parse_frames(data)
+    return frame.opcode, frame.payload
 
 
 @contextlib.asynccontextmanager

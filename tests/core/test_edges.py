@@ -84,6 +84,26 @@ def test_typed_send_with_a_value_of_the_wrong_type() -> None:
     assert client.pending_requests == 0
 
 
+def test_typed_values_that_do_not_fit_their_type_are_refused_and_leave_nothing_behind() -> None:
+    method = Method("m", request=list[int], response=list[int], error=list[int])
+    pair = SessionPair(methods=[method])
+    with pytest.raises(EncodingError):
+        pair.client.send_notification(method, 5)  # type: ignore[misc]
+    assert pair.client.data_to_send() == b""
+    request_id = pair.client.send_request(method, [1])
+    pair.pump()
+    assert pair.server.requests_in_flight == 1
+    with pytest.raises(EncodingError):
+        pair.server.send_response(request_id, 5)
+    with pytest.raises(EncodingError):
+        pair.server.send_error_response(request_id, 5)
+    assert pair.server.data_to_send() == b""
+    assert pair.server.requests_in_flight == 1  # still waits for a fitting answer
+    pair.server.send_error_response(request_id, [2])
+    pair.pump()
+    assert pair.client_events == [ErrorResponseReceived(request_id=request_id, method="m", error=[2])]
+
+
 def test_closing_before_the_handshake_just_ends() -> None:
     client = Connection.client("h:1", "/", now=0.0)
     client.close(now=0.0)

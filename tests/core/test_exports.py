@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import session_core
 
-CONTRACT = {"Method", "MethodError", "RemoteError", "SessionClosed"}  # DESIGN.md
+# The names users write (README, docs/architecture.md).
+CONTRACT = {"Method", "MethodError", "RemoteError", "SessionClosed"}
 
 
 def test_contract_names_are_exported() -> None:
@@ -21,18 +22,17 @@ def test_every_export_exists_and_is_documented() -> None:
 def test_exports_are_pinned() -> None:
     assert sorted(session_core.__all__) == sorted(
         [
-            "Accept", "CANCEL_METHOD", "CancelRequested", "CloseCode", "Config", "Connection",
-            "ConnectionClosed",
+            "Accept", "CANCEL_METHOD", "CancelRequested", "ClientConnection", "CloseCode", "Config",
+            "Connection", "ConnectionClosed",
             "EncodingError", "ErrorCode", "ErrorResponseReceived", "Event", "HandshakeAccepted", "Headers",
             "HandshakeError", "HandshakeRejected", "InternalError", "InvalidMessageReceived",
             "InvalidRequestData", "InvalidResponse", "InvalidResponseReceived", "LocalProtocolError",
-            "Method", "MethodError", "MethodNotFound", "NotificationReceived", "OUTCOMES",
+            "Method", "MethodError", "MethodNotFound", "NotificationReceived",
             "PongReceived", "ProtocolError", "ProtocolErrorResponse", "Reject", "RemoteError",
             "RemoteProtocolError", "RequestAborted",
             "RequestCancelled", "RequestReceived", "RequestRejected", "RequestTimedOut",
-            "ResponseReceived", "Role", "SessionClosed", "SessionError", "State",
+            "ResponseReceived", "Role", "ServerConnection", "SessionClosed", "SessionError", "State",
             "TooManyPendingRequests", "UnexpectedResponseReceived", "UpgradeRejected",
-            "UpgradeRequested", "WebSocketURL", "converter", "log_event", "parse_url",
-            "result_of",
+            "UpgradeRequested", "make_converter",
         ]
     )  # fmt: skip

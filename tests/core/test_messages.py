@@ -30,8 +30,8 @@ from session_core import (
     ResponseReceived,
     UnexpectedResponseReceived,
 )
-from session_core._ids import IdAllocator
 from session_core._messages import MAX_ID
+from session_core._outgoing import IdAllocator
 from tests.helpers import (
     BINARY,
     CONTINUATION,
@@ -128,7 +128,7 @@ def test_pending_ids_are_never_reused() -> None:
     pair = SessionPair()
     ids = [pair.client.send_request("x", i) for i in range(5)]
     assert ids == [1, 2, 3, 4, 5]
-    pair.client._ids._next = 3
+    pair.client._outgoing._ids._next = 3
     assert pair.client.send_request("x", 0) == 6
 
 

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from session_core import (
-    OUTCOMES,
     Config,
     Connection,
     ConnectionClosed,
@@ -20,6 +19,7 @@ from session_core import (
     State,
 )
 from session_core._messages import MAX_ID
+from session_core.driver import OUTCOMES
 from tests.helpers import SessionPair
 
 json_values = st.recursive(
@@ -43,7 +43,7 @@ class Side:
         self.closed = False
 
     def expect_id(self, request_id: int) -> None:
-        # PROTOCOL.md: from 1, counting up, never an id that still waits.
+        # docs/protocol.md, "Request ids": from 1, counting up, never an id that still waits.
         expected = self.next_id
         while expected in self.waiting:
             expected = expected + 1 if expected < MAX_ID else 1

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import tracemalloc
 
 import pytest
 
 from session_core import (
+    CancelRequested,
     Config,
     ConnectionClosed,
     LocalProtocolError,
+    MethodError,
     PongReceived,
     RequestAborted,
     RequestReceived,
@@ -282,3 +286,87 @@ def test_server_receives_close_then_nothing_more_is_processed() -> None:
     )
     assert server.events() == [ConnectionClosed(code=1000, reason="done")]
     assert not any(isinstance(e, RequestReceived) for e in server.events())
+
+
+def _request(request_id: int) -> bytes:
+    return client_frame(TEXT, b'{"type":"request","id":%d,"method":"m","data":null}' % request_id)
+
+
+def test_a_cancel_read_on_resuming_is_answered_and_reading_goes_on() -> None:
+    # Reading resumes from an answer; the next message cancels another request in flight,
+    # which is answered (-32800) from within that same read: it must not resume again.
+    server = open_server(Config(max_incoming_requests=2))
+    cancel = client_frame(TEXT, b'{"type":"notification","method":"$/cancel","data":{"id":2}}')
+    server.receive_data(_request(1) + _request(2) + cancel + _request(3), 0.0)
+    assert [e.request_id for e in server.events()] == [1, 2]  # type: ignore[attr-defined]
+    server.send_response(1, None)
+    assert server.events() == [
+        CancelRequested(request_id=2),
+        RequestReceived(request_id=3, method="m", data=None),
+    ]
+    assert server.requests_in_flight == 1
+    assert not server.reading_paused
+    answers = [json.loads(payload) for _, _, payload in parse_frames(server.data_to_send())]
+    assert [(a["id"], a["type"]) for a in answers] == [(1, "response"), (2, "errorresponse")]
+    assert answers[1]["error"]["code"] == -32800
+
+
+@pytest.mark.parametrize("answer", ["error", "protocol error", "outcome"])
+def test_every_kind_of_answer_resumes_reading(answer: str) -> None:
+    server = open_server(Config(max_incoming_requests=1))
+    server.receive_data(_request(1) + _request(2), 0.0)
+    assert [e.request_id for e in server.events()] == [1]  # type: ignore[attr-defined]
+    assert server.reading_paused
+    if answer == "error":
+        server.send_error_response(1, "no")
+    elif answer == "protocol error":
+        server.send_protocol_error(1, -32603, "internal error")
+    else:
+        server.send_outcome(1, exception=MethodError("no"))
+    assert [e.request_id for e in server.events()] == [2]  # type: ignore[attr-defined]
+    assert server.reading_paused  # at the bound again, with request 2
+
+
+def test_an_idle_open_session_keeps_no_handshake_objects() -> None:
+    # Issue 12: many idle sessions must stay small. Once open, the HTTP handshake's
+    # parser and buffers are let go: an open client and server hold about 9 KB together;
+    # keeping wsproto's handshake objects would make it about 17 KB.
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        pair = SessionPair()
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert pair.client.state is State.OPEN
+    assert held < 12 * 1024, f"an open client and server hold {held} bytes"
+
+
+def test_a_late_answer_to_a_cancelled_request_leaves_reading_paused() -> None:
+    server = open_server(Config(max_incoming_requests=2))
+    cancel = client_frame(TEXT, b'{"type":"notification","method":"$/cancel","data":{"id":1}}')
+    server.receive_data(_request(1) + cancel + _request(2) + _request(3) + _request(4), 0.0)
+    assert [type(e).__name__ for e in server.events()] == ["RequestReceived", "CancelRequested"] + [
+        "RequestReceived"
+    ] * 2
+    assert server.reading_paused  # 2 and 3 in flight; 4 waits
+    server.data_to_send()
+    server.send_response(1, None)  # the handler lost the race with the cancel: dropped
+    server.send_error_response(1, "late")
+    server.send_protocol_error(1, -32603, "late")
+    assert server.events() == []
+    assert server.data_to_send() == b""
+    assert server.reading_paused
+    server.send_response(2, None)
+    assert [e.request_id for e in server.events()] == [4]  # type: ignore[attr-defined]
+
+
+def test_a_fragmented_message_after_our_close_is_ignored() -> None:
+    server = open_server()
+    server.close(now=0.0)
+    server.receive_data(client_frame(TEXT, b'{"type":', fin=False) + client_frame(0, b'"x"}'), 0.0)
+    assert server.events() == []
+    server.receive_data(client_frame(CLOSE), 0.0)
+    assert server.events() == [ConnectionClosed(code=1000, reason="")]

@@ -18,19 +18,21 @@ from session_core import (
     LocalProtocolError,
     Method,
     MethodNotFound,
+    ProtocolError,
     ProtocolErrorResponse,
     RemoteError,
+    RemoteProtocolError,
     RequestAborted,
     RequestCancelled,
     RequestTimedOut,
     ResponseReceived,
     SessionClosed,
     SessionError,
+    TooManyPendingRequests,
     _json,
-    parse_url,
-    result_of,
 )
 from session_core._methods import describe_error
+from session_core.driver import parse_url, result_of
 
 
 @attrs.frozen
@@ -169,13 +171,6 @@ def test_parse_url_refuses(url: str) -> None:
 
 
 def test_error_names_mean_what_they_mean_in_h11_and_wsproto() -> None:
-    from session_core import (
-        ProtocolError,
-        ProtocolErrorResponse,
-        RemoteProtocolError,
-        TooManyPendingRequests,
-    )
-
     # A protocol violation, by us or by the peer, is a `ProtocolError`.
     assert issubclass(LocalProtocolError, ProtocolError)
     assert issubclass(RemoteProtocolError, ProtocolError)

@@ -1,6 +1,6 @@
 """A WebSocket peer written by hand on a blocking socket, behaving as session-rs 0.1.3 does.
 
-What it copies from session-rs (PROTOCOL.md, "How session-rs 0.1.3 behaves on the wire"):
+What it copies from session-rs (docs/protocol.md, "How session-rs 0.1.3 behaves on the wire"):
 its client's upgrade request, header for header; its server's 101, header for header;
 every frame written in two writes, the header and then the payload, a little apart; close
 frames without a status code; an answer to every close frame it receives; empty pongs to
@@ -9,12 +9,8 @@ any ping; and a server that never closes the TCP connection after the close hand
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import os
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,17 +18,41 @@ from typing import Any
 
 import attrs
 
-TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
+from tests import wire
+from tests.wire import CLOSE, PING, PONG, TEXT, Frame, close_payload
+
+# Re-exported: the interop tests and tests/test_cli.py import the wire names from here.
+__all__ = [
+    "CLOSE",
+    "PING",
+    "PONG",
+    "SESSION_RS_ACCEPT",
+    "SESSION_RS_KEY",
+    "SPLIT_DELAY",
+    "TEXT",
+    "TRANSCRIPT",
+    "WELCOME",
+    "EndOfStream",
+    "FakeServer",
+    "Frame",
+    "Head",
+    "RawPeer",
+    "close_payload",
+    "masked",
+    "raw_client",
+    "session_rs_101",
+    "session_rs_upgrade",
+]
+
 #: Seconds between a frame's header and its payload (session-rs writes them apart, and
 #: without TCP_NODELAY the payload trails by ~44 ms; shorter here to keep the tests fast).
 SPLIT_DELAY = 0.01
 #: The key of session-rs's captured upgrade request, and the accept it implies.
-SESSION_RS_KEY = "vd2wAgQkrd3IegFCB5L43Q=="
-SESSION_RS_ACCEPT = "Oru0+maGfqLIC22es8Lg7asg6T8="
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+SESSION_RS_KEY = wire.SESSION_RS_KEY.decode()
+SESSION_RS_ACCEPT = wire.SESSION_RS_ACCEPT_TOKEN.decode()
 
-#: PROTOCOL.md's captured exchange: the server's welcome, then the client's three requests
-#: and the server's answers, byte for byte.
+#: The exchange captured in docs/protocol.md: the server's welcome, then the client's three
+#: requests and the server's answers, byte for byte.
 WELCOME = '{"type":"notification","method":"welcome","data":"hi"}'
 TRANSCRIPT = [
     (
@@ -52,19 +72,12 @@ TRANSCRIPT = [
 
 def session_rs_upgrade(port: int, path: str = "/") -> bytes:
     """The upgrade request of session-rs's client: these headers, in this order, no others."""
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {SESSION_RS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
+    return wire.upgrade_request(f"127.0.0.1:{port}", path)
 
 
 def session_rs_101(key: str) -> bytes:
     """The 101 of session-rs's server answering `key`: these headers, in this order."""
-    accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
-    return (
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    ).encode()
+    return wire.switching_protocols(key)
 
 
 @attrs.frozen
@@ -84,14 +97,6 @@ class Head:
                 assert name.lower() not in headers, f"header {name} twice"
                 headers[name.lower()] = value.strip()
         return cls(lines[0], headers)
-
-
-@attrs.frozen
-class Frame:
-    fin: bool
-    opcode: int
-    masked: bool
-    payload: bytes
 
 
 class EndOfStream(Exception):
@@ -115,11 +120,11 @@ class RawPeer:
 
     def write_frame(self, opcode: int, payload: bytes = b"") -> None:
         """One frame, in two writes: the header (with the mask), then the payload."""
-        header, payload = encode_frame(opcode, payload, masked=self.client)
-        self.sock.sendall(header)
+        mask = wire.new_mask() if self.client else None
+        self.sock.sendall(wire.frame_header(opcode, len(payload), mask=mask))
         if payload:
             time.sleep(SPLIT_DELAY)
-            self.sock.sendall(payload)
+            self.sock.sendall(wire.apply_mask(mask, payload) if mask is not None else payload)
 
     def send_text(self, text: str) -> None:
         self.write_frame(TEXT, text.encode())
@@ -146,18 +151,12 @@ class RawPeer:
         return Head.parse(self._take(end + 4))
 
     def read_frame(self) -> Frame:
-        first, second = self._take(2)
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", self._take(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", self._take(8))
-        masked = bool(second & 0x80)
-        mask = self._take(4) if masked else b""
-        payload = self._take(length)
-        if masked:
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        return Frame(bool(first & 0x80), first & 0x0F, masked, payload)
+        """The next frame, read exactly: what follows it stays in the buffer."""
+        while (parsed := wire.parse_frame(self.buffer)) is None:
+            self._fill()
+        frame, used = parsed
+        del self.buffer[:used]
+        return frame
 
     def read_text(self) -> str:
         """One protocol message: a single unfragmented text frame, masked only by a client."""
@@ -194,26 +193,9 @@ class RawPeer:
         return time.monotonic() - start
 
 
-def encode_frame(opcode: int, payload: bytes, *, masked: bool) -> tuple[bytes, bytes]:
-    """A final frame as `(header, payload)`; masked with a random key (in the header) if asked."""
-    length = len(payload)
-    mask_bit = 0x80 if masked else 0
-    if length < 126:
-        header = struct.pack("!BB", 0x80 | opcode, mask_bit | length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", 0x80 | opcode, mask_bit | 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, mask_bit | 127, length)
-    if masked:
-        mask = os.urandom(4)
-        header += mask
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return header, payload
-
-
-def close_payload(code: int, reason: str = "") -> bytes:
-    """The payload of a close frame with a status code."""
-    return struct.pack("!H", code) + reason.encode()
+def masked(opcode: int, payload: bytes = b"") -> bytes:
+    """A whole client frame, in one piece: to send several in one write."""
+    return wire.client_frame(opcode, payload)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import pytest
@@ -29,46 +29,61 @@ import trio
 
 import session_asyncio
 import session_trio
-from session_core import Config, Method, MethodError, ProtocolErrorResponse, RemoteError
+from session_core import Config, MethodError, ProtocolErrorResponse, RemoteError
+from tests.methods import (
+    NOT_FOUND_NOPE,
+    AddArgs,
+    AnySession,
+    CloseArgs,
+    add,
+    ask,
+    close_me,
+    confirm,
+    confirmed,
+    echo,
+    fail,
+    hang,
+    nope,
+    note,
+    report,
+    welcome,
+)
 
 T = TypeVar("T")
 
-AnySession: TypeAlias = session_trio.Session | session_asyncio.Session
 ADAPTERS = ("trio", "asyncio")
 #: Seconds a server may take to shut down (it closes its sessions on loopback: ms).
 SHUTDOWN_TIMEOUT = 2.0
 
-# -- the scenario's methods ------------------------------------------------------------
-
-
-@attrs.frozen
-class AddArgs:
-    a: int
-    b: int
-
-
-@attrs.frozen
-class CloseArgs:
-    code: int
-    reason: str
-
-
-# Annotated: mypy cannot infer generics through the `Any` that `request=Any` gives.
-echo: Method[Any, Any, str] = Method("echo", request=Any, response=Any, error=str)
-add = Method("add", request=AddArgs, response=int, error=str)
-fail = Method("fail", request=None, response=None, error=str)
-hang = Method("hang", request=None, response=None, error=str)
-close_me = Method("close_me", request=CloseArgs, response=None, error=str)
-welcome = Method("welcome", request=str, response=None, error=None)
-ask = Method("ask", request=str, response=None, error=None)
-note: Method[Any, None, None] = Method("note", request=Any, response=None, error=None)
-report: Method[Any, str, None] = Method("report", request=Any, response=str, error=None)
-# Served by the clients; the server calls them.
-confirm = Method("confirm", request=str, response=str, error=str)
-nope = Method("nope", request=str, response=str, error=str)  # served by no client
-confirmed: Method[Any, None, None] = Method("confirmed", request=Any, response=None, error=None)
-
-NOT_FOUND_NOPE = {"code": -32601, "message": "method not found: nope"}
+# The scenario's methods are `tests.methods`'s; re-exported for the interop tests.
+__all__ = [
+    "ADAPTERS",
+    "KITS",
+    "NOT_FOUND_NOPE",
+    "AddArgs",
+    "CloseArgs",
+    "Record",
+    "add",
+    "ask",
+    "assert_quiet",
+    "asyncio_thread",
+    "close_me",
+    "confirm",
+    "confirmed",
+    "echo",
+    "fail",
+    "hang",
+    "nope",
+    "note",
+    "report",
+    "run_asyncio",
+    "run_trio",
+    "scenario_session",
+    "serve_confirm",
+    "serving",
+    "trio_thread",
+    "welcome",
+]
 
 # -- a record of what a server saw, readable from another thread ------------------------
 

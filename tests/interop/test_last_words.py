@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from .rawpeer import CLOSE, TEXT, RawPeer, close_payload, encode_frame, raw_client
+from .rawpeer import CLOSE, TEXT, RawPeer, close_payload, masked, raw_client
 from .support import ADAPTERS, assert_quiet, serving
 from .test_session_rs import PROMPT, open_as_session_rs_client
-
-
-def masked(opcode: int, payload: bytes) -> bytes:
-    """A whole client frame, to send several in one write."""
-    return b"".join(encode_frame(opcode, payload, masked=True))
 
 
 def send_with_close(peer: RawPeer, message: bytes) -> None:

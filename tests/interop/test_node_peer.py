@@ -1,5 +1,5 @@
 """Node.js with the `ws` package (npm) as a client of our servers: `node/client.mjs`, a
-client written by hand from PROTOCOL.md, knowing nothing of session-py.
+client written by hand from docs/protocol.md, knowing nothing of session-py.
 
 It calls methods, gets a notification and error responses, answers the server's requests
 (one it serves, one it does not), and closes with a code and a reason. The test checks

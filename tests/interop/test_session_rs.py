@@ -1,7 +1,7 @@
 """session-rs's observed behaviour, replayed byte for byte at our servers and our clients.
 
 No Rust toolchain is needed: `rawpeer.RawPeer` writes and expects the exact bytes
-PROTOCOL.md records from session-rs 0.1.3 (its handshake headers, its 101, its split
+docs/protocol.md records from session-rs 0.1.3 (its handshake headers, its 101, its split
 frame writes, its close frames without a code, its close-answering, its empty pongs, its
 server that never closes the TCP connection, its `200 OK` to a plain GET). Each test runs
 against both adapters, and a normal end must log no warning or error.

@@ -22,8 +22,9 @@ from session_core import (
     Method,
     SessionClosed,
 )
+from tests.methods import echo
 
-from . import (
+from .support import (
     ADAPTERS,
     TEXT,
     AnySession,
@@ -38,7 +39,6 @@ from . import (
     upgrade_request,
 )
 
-echo: Method[Any, Any, str] = Method("echo", request=Any, response=Any, error=str)
 hang = Method("hang", request=float, response=float, error=str)
 crash = Method("crash", request=str, response=None, error=str)
 

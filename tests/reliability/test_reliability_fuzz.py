@@ -22,12 +22,6 @@ from hypothesis import strategies as st
 from fuzz import run as fuzz_run
 from fuzz.decode import case_from_bytes
 from fuzz.harness import (
-    BINARY,
-    CLOSE,
-    CONTINUATION,
-    PING,
-    PONG,
-    TEXT,
     Case,
     Frame,
     Message,
@@ -48,9 +42,11 @@ from session_core import (
     RequestReceived,
     Role,
 )
+from tests import wire
 from tests.helpers import open_server
+from tests.wire import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
 
-from . import ADAPTERS, Backend, RawPeer
+from .support import ADAPTERS, Backend, RawPeer
 
 FUZZ = settings(
     max_examples=200,
@@ -317,13 +313,15 @@ def test_the_harness_catches_a_broken_promise(monkeypatch: pytest.MonkeyPatch) -
     # must be caught.
     case = Case(role=Role.SERVER, typed=False, config=Config(), ops=(_message(REQUEST % (1, b"1")),))
 
-    class Twice(Connection):
-        def send_outcome(
-            self, request_id: int, *, result: Any = None, exception: BaseException | None = None
-        ) -> None:
-            super().send_outcome(request_id, result=result, exception=exception)
-            self._out.append(self._ws.send_text(b'{"type":"response","id":%d,"result":1}' % request_id))
+    real_data_to_send = Connection.data_to_send
 
-    monkeypatch.setattr(Connection, "server", classmethod(lambda cls, **kwargs: Twice(Role.SERVER, **kwargs)))
+    def twice(self: Connection) -> bytes:
+        # Through the public API only: after the real answer to request 1, a second one.
+        data = real_data_to_send(self)
+        if b'response","id":1,' in data:  # a response or an error response to request 1
+            data += wire.server_frame(TEXT, b'{"type":"response","id":1,"result":1}')
+        return data
+
+    monkeypatch.setattr(Connection, "data_to_send", twice)
     with pytest.raises(Violation, match="answer 2 to request 1"):
         run_case(case, strict=True)

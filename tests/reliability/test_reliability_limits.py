@@ -24,9 +24,10 @@ import attrs
 import pytest
 import trustme
 
-from session_core import Config, Method, SessionClosed
+from session_core import Config, SessionClosed
+from tests.methods import echo
 
-from . import (
+from .support import (
     ADAPTERS,
     BACKENDS,
     CLOSE,
@@ -43,8 +44,6 @@ from . import (
     frame_header,
     raise_fd_limit,
 )
-
-echo: Method[Any, Any, str] = Method("echo", request=Any, response=Any, error=str)
 
 MiB = 1 << 20
 

@@ -22,10 +22,10 @@ from session_core import (
     Reject,
     UpgradeRequested,
 )
+from tests.methods import echo
 
-from . import ADAPTERS, TEXT, AnySession, Backend, RawPeer, client_frame
+from .support import ADAPTERS, TEXT, AnySession, Backend, RawPeer, client_frame
 
-echo: Method[Any, Any, str] = Method("echo", request=Any, response=Any, error=str)
 crash = Method("crash", request=str, response=None, error=str)
 count = Method("count", request=int, response=int, error=str)
 nan = Method("nan", request=None, response=float, error=str)

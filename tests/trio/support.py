@@ -1,4 +1,4 @@
-"""Methods, servers and hand-driven peers shared by the trio tests."""
+"""Servers and hand-driven peers shared by the trio tests (the methods are `tests.methods`'s)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-import attrs
 import trio
 
 import session_trio
@@ -17,77 +16,45 @@ from session_core import (
     Connection,
     Event,
     HandshakeAccepted,
-    Method,
-    MethodError,
     UpgradeRequested,
 )
+from tests.methods import (
+    AddArgs,
+    Problem,
+    add,
+    basic_on_session,
+    crash,
+    echo,
+    fail,
+    picky,
+    serve_basics,
+    sleep,
+    tick,
+    welcome,
+)
+
+# Re-exported: the trio tests import the shared methods from here.
+__all__ = [
+    "AddArgs",
+    "OnSession",
+    "Problem",
+    "RawPeer",
+    "add",
+    "basic_on_session",
+    "crash",
+    "echo",
+    "fail",
+    "picky",
+    "port_of",
+    "raw_server",
+    "running_server",
+    "serve_basics",
+    "sleep",
+    "tick",
+    "welcome",
+]
 
 E = TypeVar("E", bound=Event)
-
-# -- methods ---------------------------------------------------------------------------
-
-
-@attrs.frozen
-class AddArgs:
-    a: int
-    b: int
-
-
-@attrs.frozen
-class Problem:
-    """A structured error value."""
-
-    reason: str
-    retry: bool
-
-
-add = Method("add", request=AddArgs, response=int, error=str)
-# Annotated: mypy cannot infer generics through the `Any` that `request=Any` gives.
-echo: Method[Any, Any, str] = Method("echo", request=Any, response=Any, error=str)
-fail = Method("fail", request=None, response=None, error=str)
-crash = Method("crash", request=None, response=None, error=str)
-sleep = Method("sleep", request=float, response=float, error=str)
-picky = Method("picky", request=int, response=AddArgs, error=Problem)
-tick = Method("tick", request=int, response=None, error=None)
-welcome = Method("welcome", request=str, response=None, error=None)
-
-
-def serve_basics(session: session_trio.Session) -> None:
-    """Register `add`, `echo`, `fail`, `crash`, `sleep` and `picky` on `session`."""
-
-    @session.on_request(add)
-    async def _add(args: AddArgs) -> int:
-        if args.a < 0:
-            raise MethodError("negative")
-        return args.a + args.b
-
-    @session.on_request(echo)
-    async def _echo(data: Any) -> Any:
-        return data
-
-    @session.on_request(fail)
-    async def _fail(_: None) -> None:
-        raise MethodError("boom")
-
-    @session.on_request(crash)
-    async def _crash(_: None) -> None:
-        raise ValueError("secret detail")
-
-    @session.on_request(sleep)
-    async def _sleep(seconds: float) -> float:
-        await trio.sleep(seconds)
-        return seconds
-
-    @session.on_request(picky)
-    async def _picky(n: int) -> AddArgs:
-        if n < 0:
-            raise MethodError(Problem(reason="negative", retry=False))
-        return AddArgs(n, n + 1)
-
-
-async def basic_on_session(session: session_trio.Session) -> None:
-    serve_basics(session)
-
 
 # -- servers ---------------------------------------------------------------------------
 
@@ -156,9 +123,10 @@ class RawPeer:
     @classmethod
     async def accept(cls, stream: trio.abc.Stream) -> RawPeer:
         """A server that accepted the client's upgrade."""
-        peer = cls(stream, Connection.server(now=trio.current_time()))
+        server = Connection.server(now=trio.current_time())
+        peer = cls(stream, server)
         await peer.expect(UpgradeRequested)
-        peer.conn.accept(now=trio.current_time())
+        server.accept(now=trio.current_time())
         await peer.flush()
         return peer
 

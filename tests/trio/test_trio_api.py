@@ -29,9 +29,13 @@ def test_session_public_members_are_documented() -> None:
     assert public == {
         "close",
         "close_code",
+        "close_nowait",
         "close_reason",
         "closed",
+        "handshake_over",
         "notify",
+        "on_any_notification",
+        "on_any_request",
         "on_notification",
         "on_request",
         "path",
@@ -40,8 +44,10 @@ def test_session_public_members_are_documented() -> None:
         "request",
         "request_headers",
         "response_headers",
+        "start",
         "subprotocol",
         "wait_closed",
+        "wait_handshake",
     }
     for name in public:
         assert inspect.getdoc(getattr(session_trio.Session, name)), name

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 import session_trio
-from session_core import CANCEL_METHOD, Config, ErrorResponseReceived, Method, SessionClosed
+from session_core import Config, Method, SessionClosed
 
 from .support import AddArgs, RawPeer, add, raw_server, running_server, sleep
 
@@ -36,45 +36,8 @@ class HangingHandler:
             self.cancelled.set()
 
 
-async def test_cancelling_a_request_cancels_the_peers_handler() -> None:
-    handler = HangingHandler()
-
-    async def on_session(session: session_trio.Session) -> None:
-        session.on_request(hang, handler)
-        session.on_request(add, _add)
-
-    async with running_server(on_session) as url, session_trio.connect(url) as session:
-        with trio.CancelScope() as scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(session.request, hang, None)
-                await handler.started.wait()
-                scope.cancel()
-        assert scope.cancelled_caught
-        await handler.cancelled.wait()
-        assert await session.request(add, AddArgs(1, 1)) == 2  # the session goes on
-
-
 async def _add(args: AddArgs) -> int:
     return args.a + args.b
-
-
-async def test_the_peer_cancelling_its_request_cancels_our_handler() -> None:
-    handler = HangingHandler()
-    server_gave_up = trio.Event()
-
-    async def on_session(session: session_trio.Session) -> None:
-        with trio.CancelScope() as scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(session.request, hang, None)
-                await handler.started.wait()
-                scope.cancel()
-        server_gave_up.set()
-
-    async with running_server(on_session) as url, session_trio.connect(url) as session:
-        session.on_request(hang, handler)
-        await handler.cancelled.wait()
-        await server_gave_up.wait()
-        assert not session.closed
 
 
 @pytest.mark.autojump
@@ -172,27 +135,6 @@ async def test_ping_fails_when_the_session_ends_before_the_pong() -> None:
         with pytest.raises(SessionClosed) as caught:
             await session.ping()
         assert caught.value.code == 1006
-
-
-async def test_a_cancel_from_the_peer_is_answered_minus_32800() -> None:
-    # A raw client sends `$/cancel` by hand and keeps waiting: our handler is cancelled
-    # and the answer is the protocol's "request cancelled" error.
-    handler = HangingHandler()
-
-    async def on_session(session: session_trio.Session) -> None:
-        session.on_request(hang, handler)
-
-    async with running_server(on_session) as url:
-        peer = await RawPeer.connect(_port(url))
-        request_id = peer.conn.send_request(hang, None)
-        await peer.flush()
-        await handler.started.wait()
-        peer.conn.send_notification(CANCEL_METHOD, {"id": request_id})
-        await peer.flush()
-        answer = await peer.expect(ErrorResponseReceived)
-        assert (answer.request_id, answer.code) == (request_id, -32800)
-        await handler.cancelled.wait()
-        await peer.stream.aclose()
 
 
 async def test_wait_closed_returns_once_the_handlers_are_done() -> None:

@@ -133,113 +133,13 @@ hang = Method("hang", request=None, response=None, error=None)
 blob = Method("blob", request=str, response=None, error=None)
 
 
-@pytest.mark.autojump
-async def test_at_the_bound_the_server_stops_reading_its_socket() -> None:
-    # One request in flight is the bound and its handler never ends: the server must stop
-    # reading, so that TCP pushes back on the client, whose notifications stall once the
-    # socket buffers are full (instead of piling up in the server's memory).
-    async def on_session(session: session_trio.Session) -> None:
-        session.on_request(hang, _hang)
-
-    chunk = "x" * 65536
-    sent = 0
-    async with (
-        running_server(on_session, config=Config(max_incoming_requests=1, keepalive_interval=None)) as url,
-        # No keepalive: a server that does not read does not answer pings either.
-        session_trio.connect(url, config=Config(keepalive_interval=None)) as session,
-        trio.open_nursery() as nursery,
-    ):
-        nursery.start_soon(session.request, hang, None)
-        with trio.move_on_after(5):
-            while sent < 1000:  # 64 MB: far more than any socket buffer
-                await session.notify(blob, chunk)
-                sent += 1
-        assert 0 < sent < 1000
-        nursery.cancel_scope.cancel()
-
-
 async def _hang(_: None) -> None:
     await trio.sleep_forever()
-
-
-async def test_closing_at_the_bound_does_not_wait_for_the_close_timeout() -> None:
-    # The server's only request slot is taken by a handler that never ends, and more
-    # requests wait unread behind it. Its close must still see the client's answering
-    # close frame at once, not after `close_timeout`.
-    took: list[float] = []
-    done = trio.Event()
-
-    async def on_session(session: session_trio.Session) -> None:
-        started = trio.Event()
-
-        async def handler(_: None) -> None:
-            started.set()
-            await trio.sleep_forever()
-
-        session.on_request(hang, handler)
-        await started.wait()
-        start = trio.current_time()
-        await session.close()
-        took.append(trio.current_time() - start)
-        done.set()
-
-    config = Config(max_incoming_requests=1, close_timeout=10)
-    async with (
-        running_server(on_session, config=config) as url,
-        session_trio.connect(url) as session,
-        trio.open_nursery() as nursery,
-    ):
-        for _ in range(3):
-            nursery.start_soon(_closed_request, session)
-        await done.wait()
-    assert took[0] < 2
 
 
 async def _closed_request(session: session_trio.Session) -> None:
     with pytest.raises(SessionClosed):
         await session.request(hang, None)
-
-
-@pytest.mark.autojump
-async def test_a_flood_of_notifications_stops_the_reader_at_the_bound(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The server's notification handler blocks: the notifications wait in a queue of at
-    # most MAX_QUEUED_NOTIFICATIONS (and what one read brings), then the server stops
-    # reading and TCP pushes back on the client. Released, the handler gets every one of
-    # them, in order.
-    monkeypatch.setattr(session_trio._session, "MAX_QUEUED_NOTIFICATIONS", 4)
-    release = trio.Event()
-    got: list[int] = []
-    sessions: list[session_trio.Session] = []
-    notice = Method("notice", request=tuple[int, str], response=None, error=None)
-
-    async def on_session(session: session_trio.Session) -> None:
-        sessions.append(session)
-
-        @session.on_notification(notice)
-        async def _(data: tuple[int, str]) -> None:
-            await release.wait()
-            got.append(data[0])
-
-    chunk = "x" * 16384
-    sent = 0
-    config = Config(keepalive_interval=None)  # a server that does not read answers no ping
-    async with (
-        running_server(on_session, config=config) as url,
-        session_trio.connect(url, config=config) as session,
-    ):
-        with trio.move_on_after(5):
-            while sent < 4000:  # 64 MB: far more than any socket buffer
-                await session.notify(notice, (sent, chunk))
-                sent += 1
-        assert 0 < sent < 4000
-        [server] = sessions
-        assert len(server._notifications) <= 4 + 4  # the bound, and one 64 KiB read
-        release.set()
-        while len(got) < sent:
-            await trio.sleep(0.1)
-    assert got == list(range(len(got)))  # in order, none lost
 
 
 @pytest.mark.autojump
