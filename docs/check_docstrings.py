@@ -1,4 +1,4 @@
-"""List the public names of session_core, session_trio and session_asyncio without a docstring.
+"""List the public names of the project's packages (`PACKAGES`) without a docstring.
 
     python docs/check_docstrings.py          # exit status 1 when something is missing
 
@@ -24,7 +24,7 @@ from sphinx.pycode import ModuleAnalyzer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PACKAGES = ("session_core", "session_trio", "session_asyncio")
+PACKAGES = ("session_core", "session_core.driver", "session_trio", "session_asyncio", "session_cli")
 
 
 def attribute_docs(module: str) -> dict[tuple[str, str], list[str]]:
@@ -36,13 +36,14 @@ def documented_data(package: Any, name: str, value: Any) -> bool:
     """Whether a private module (of `package`, or of the core, which the adapters re-export
     from) that holds the data `name` documents it."""
     core = importlib.import_module("session_core")
-    modules = [
-        *pkgutil.iter_modules(package.__path__, package.__name__ + "."),
-        *pkgutil.iter_modules(core.__path__, "session_core."),
-    ]
-    for info in modules:
-        module = importlib.import_module(info.name)
-        if getattr(module, name, None) is value and ("", name) in attribute_docs(info.name):
+    names = [info.name for info in pkgutil.iter_modules(core.__path__, "session_core.")]
+    if hasattr(package, "__path__"):
+        names += [info.name for info in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
+    else:  # a module such as `session_core.driver`: it documents its own data
+        names.append(package.__name__)
+    for module_name in names:
+        module = importlib.import_module(module_name)
+        if getattr(module, name, None) is value and ("", name) in attribute_docs(module_name):
             return True
     return False
 

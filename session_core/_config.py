@@ -25,8 +25,12 @@ class CloseCode(enum.IntEnum):
     ABNORMAL_CLOSURE = 1006
     "Reported only: the connection ended without a close frame."
     INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    "Sent by applications (and a reconnecting client never retries after it)."
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    "Sent by the hub to a session whose outgoing queue is full (a client too slow)."
 
 
 NORMAL_CLOSURE = CloseCode.NORMAL_CLOSURE

@@ -1,0 +1,201 @@
+"""The envelope: what one hub node publishes to another through the broker.
+
+Sans-I/O: bytes in, `Envelope` out, and back. The wire form is a JSON object with short
+keys, versioned (`"v"`), so that nodes of different releases can share a broker and refuse
+what they cannot read instead of misreading it::
+
+    {"v":1,"k":"request","src":"a1b2c3","seq":7,"to":"a9f0e1.12","m":"whoami","d":null,
+     "id":3,"rt":"a1b2c3","t":5.0}
+
+Every envelope names its source node and carries a sequence number that the source counts
+per channel, so that a receiver sees a gap when the broker drops messages (pub/sub is at
+most once). A request carries the node to answer (`reply_to`) and its time budget.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+import orjson
+
+from session_core._json import dumps
+
+from ._errors import InvalidEnvelope
+
+#: The version this code writes and the only one it reads.
+VERSION = 1
+
+
+class Kind(enum.Enum):
+    """What an envelope carries."""
+
+    NOTIFICATION = "notification"
+    "A notification for one session (`target` is its id)."
+    BROADCAST = "broadcast"
+    "A notification for every member of a group (`target` is the group)."
+    REQUEST = "request"
+    "A request for one session; the answer goes to `reply_to` as a `REPLY`."
+    REPLY = "reply"
+    "The outcome of a `REQUEST` (`request_id` is the requester's)."
+    CANARY = "canary"
+    "Sent by a node to its own inbox: hearing it proves the subscription is alive."
+
+
+class Outcome(enum.Enum):
+    """How a request ended, carried by a `REPLY`."""
+
+    RESULT = "result"
+    "`data` is the response's result."
+    ERROR = "error"
+    "`data` is the error response's value (the method's error type)."
+    PROTOCOL_ERROR = "protocol_error"
+    "`code` and `message` of a protocol error object (-32601, -32602, -32603, -32800...)."
+    CLOSED = "closed"
+    "The session ended before answering; `code` and `message` are its close code and reason."
+    NOT_FOUND = "not_found"
+    "The node holds no session with that id."
+    TIMEOUT = "timeout"
+    "The session's peer did not answer within the request's time budget."
+    FAILED = "failed"
+    "The request could not be made on the holding node; `message` says why."
+
+
+@attrs.frozen(kw_only=True)
+class Envelope:
+    """One message between hub nodes."""
+
+    kind: Kind
+    "What it carries."
+    source: str
+    "Id of the node that published it."
+    seq: int
+    "The source's sequence number on this channel (from 1), for gap detection."
+    target: str = ""
+    "Session id (notification, request), group (broadcast), or empty."
+    method: str = ""
+    "Method name (notification, broadcast, request)."
+    data: Any = None
+    "JSON value: notification or request data, result or error value."
+    request_id: int = 0
+    "Requests and replies: the id in the requester's table of requests in flight."
+    reply_to: str = ""
+    "Requests: the node to send the reply to."
+    timeout: float | None = None
+    """Requests: the seconds left to answer when the request was published.
+
+    Relative, not an absolute deadline: the clocks of two machines differ, while the
+    time a message spends in the broker is well under a millisecond."""
+    exclude: tuple[str, ...] = ()
+    "Broadcasts: session ids that must not receive it."
+    outcome: Outcome | None = None
+    "Replies: how the request ended."
+    code: int = 0
+    "Replies: protocol error code, or close code."
+    message: str = ""
+    "Replies: protocol error message, close reason, or why it failed."
+
+
+_KINDS = {k.value: k for k in Kind}
+_OUTCOMES = {o.value: o for o in Outcome}
+
+
+def encode(envelope: Envelope) -> bytes:
+    """Encode `envelope` to its wire form.
+
+    Raises:
+        EncodingError: `data` holds something JSON cannot represent.
+    """
+    e = envelope
+    obj: dict[str, Any] = {"v": VERSION, "k": e.kind.value, "src": e.source, "seq": e.seq}
+    if e.target:
+        obj["to"] = e.target
+    if e.method:
+        obj["m"] = e.method
+    if e.data is not None:
+        obj["d"] = e.data
+    if e.request_id:
+        obj["id"] = e.request_id
+    if e.reply_to:
+        obj["rt"] = e.reply_to
+    if e.timeout is not None:
+        obj["t"] = e.timeout
+    if e.exclude:
+        obj["x"] = list(e.exclude)
+    if e.outcome is not None:
+        obj["o"] = e.outcome.value
+    if e.code:
+        obj["c"] = e.code
+    if e.message:
+        obj["msg"] = e.message
+    return dumps(obj)
+
+
+def _get(obj: dict[str, Any], key: str, tp: type, default: Any) -> Any:
+    value = obj.get(key, default)
+    # `type(...) is` and not isinstance: JSON's `true` must not pass for an integer.
+    if value is not default and type(value) is not tp:
+        raise InvalidEnvelope(f"field {key!r} must be of type {tp.__name__}")
+    return value
+
+
+def decode(payload: bytes) -> Envelope:
+    """Read an envelope from its wire form.
+
+    Raises:
+        InvalidEnvelope: `payload` is not JSON, not an object, of another version, or has a
+            missing or ill-typed field. Nothing else escapes, whatever the bytes.
+    """
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise InvalidEnvelope("not JSON") from None
+    if type(obj) is not dict:
+        raise InvalidEnvelope("not a JSON object")
+    if obj.get("v") != VERSION or type(obj.get("v")) is not int:
+        raise InvalidEnvelope(f"unsupported envelope version {obj.get('v')!r:.20}")
+    kind = _KINDS.get(_get(obj, "k", str, ""))
+    if kind is None:
+        raise InvalidEnvelope("unknown kind")
+    source = _get(obj, "src", str, "")
+    seq = _get(obj, "seq", int, 0)
+    if not source or seq < 1:
+        raise InvalidEnvelope("missing source or sequence number")
+    timeout = obj.get("t")
+    if timeout is not None:
+        if type(timeout) not in (int, float) or not timeout >= 0:
+            raise InvalidEnvelope("field 't' must be a non-negative number")
+        timeout = float(timeout)
+    exclude = _get(obj, "x", list, [])
+    if any(type(x) is not str for x in exclude):
+        raise InvalidEnvelope("field 'x' must be a list of strings")
+    outcome_name = _get(obj, "o", str, None)
+    outcome = None if outcome_name is None else _OUTCOMES.get(outcome_name)
+    if outcome_name is not None and outcome is None:
+        raise InvalidEnvelope("unknown outcome")
+    envelope = Envelope(
+        kind=kind,
+        source=source,
+        seq=seq,
+        target=_get(obj, "to", str, ""),
+        method=_get(obj, "m", str, ""),
+        data=obj.get("d"),
+        request_id=_get(obj, "id", int, 0),
+        reply_to=_get(obj, "rt", str, ""),
+        timeout=timeout,
+        exclude=tuple(exclude),
+        outcome=outcome,
+        code=_get(obj, "c", int, 0),
+        message=_get(obj, "msg", str, ""),
+    )
+    # What each kind needs to be acted on; checked here so that the hub never has to.
+    if kind in (Kind.NOTIFICATION, Kind.BROADCAST, Kind.REQUEST) and not (
+        envelope.target and envelope.method
+    ):
+        raise InvalidEnvelope(f"{kind.value} without target or method")
+    if kind is Kind.REQUEST and not (envelope.request_id > 0 and envelope.reply_to):
+        raise InvalidEnvelope("request without id or reply_to")
+    if kind is Kind.REPLY and (envelope.outcome is None or envelope.request_id <= 0):
+        raise InvalidEnvelope("reply without outcome or id")
+    return envelope
