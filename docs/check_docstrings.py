@@ -24,7 +24,14 @@ from sphinx.pycode import ModuleAnalyzer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PACKAGES = ("session_core", "session_core.driver", "session_trio", "session_asyncio", "session_cli")
+PACKAGES = (
+    "session_core",
+    "session_core.driver",
+    "session_trio",
+    "session_asyncio",
+    "session_cli",
+    "session_hub",
+)
 
 
 def attribute_docs(module: str) -> dict[tuple[str, str], list[str]]:

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from session_cli import build_parser  # noqa: E402 - needs the path above
 
-PACKAGES = ("session_core", "session_trio", "session_asyncio")
+PACKAGES = ("session_core", "session_core.driver", "session_trio", "session_asyncio", "session_hub")
 
 project = "session-py"
 author = "the session-py authors"

@@ -3,7 +3,7 @@
 It talks to the demo server of the command line, whose `sleep` method answers after a
 given number of seconds and whose `tick` notification comes every second:
 
-    python -m session_asyncio serve                          # in another terminal
+    session-py serve                          # in another terminal
     python examples/asyncio_client_timeouts.py [ws://127.0.0.1:8765/] [TICKS]
 
 What it shows:
@@ -29,7 +29,7 @@ from typing import Any
 import session_asyncio
 from session_core import Config, Method
 
-# The demo server's methods (`python -m session_asyncio serve --help`).
+# The demo server's methods (`session-py serve --help`).
 echo: Method[Any, Any, None] = Method("echo", request=Any, response=Any, error=None)
 sleep = Method("sleep", request=float, response=None, error=str)
 tick = Method("tick", request=int, response=None, error=None)

@@ -7,7 +7,7 @@ loop moves bytes and keeps the time.
 
 It talks to the demo server of the command line:
 
-    python -m session_asyncio serve                     # in another terminal
+    session-py serve                     # in another terminal
     python examples/custom_loop_client.py [ws://127.0.0.1:8765/]
 
 and calls `add` and `echo`, calls `fail` (an error response), calls `sleep` with a timeout
@@ -55,7 +55,7 @@ class AddArgs:
     b: int
 
 
-# The demo server's methods (`python -m session_asyncio serve --help`).
+# The demo server's methods (`session-py serve --help`).
 # (Annotated where a type checker cannot infer the generics: `Any` and unions.)
 add: Method[AddArgs, int | float, str] = Method("add", request=AddArgs, response=int | float, error=str)
 echo: Method[Any, Any, None] = Method("echo", request=Any, response=Any, error=None)

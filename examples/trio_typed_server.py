@@ -10,9 +10,9 @@ pushed to every other client as a `notes.created` notification.
 
 With `--serve`, the command line can call it:
 
-    python -m session_asyncio call 127.0.0.1:8766 notes.create '{"text": "buy milk", "tags": ["home"]}'
-    python -m session_asyncio call 127.0.0.1:8766 notes.get 7      # exit status 1: NoteError
-    python -m session_asyncio listen 127.0.0.1:8766                # notes.created, as they come
+    session-py call 127.0.0.1:8766 notes.create '{"text": "buy milk", "tags": ["home"]}'
+    session-py call 127.0.0.1:8766 notes.get 7      # exit status 1: NoteError
+    session-py listen 127.0.0.1:8766                # notes.created, as they come
 """
 
 from __future__ import annotations

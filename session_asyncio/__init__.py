@@ -9,7 +9,9 @@ loop is run.
 
 from __future__ import annotations
 
-from ._client import connect, unix_connect
+from session_hub import open_hub
+
+from ._client import connect, keep_connected, reconnecting, unix_connect
 from ._server import OnSession, Server, serve, unix_serve
 from ._session import NotificationHandler, RequestHandler, Session, UpgradeHook
 
@@ -21,6 +23,9 @@ __all__ = [
     "Session",
     "UpgradeHook",
     "connect",
+    "keep_connected",
+    "open_hub",
+    "reconnecting",
     "serve",
     "unix_connect",
     "unix_serve",

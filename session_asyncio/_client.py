@@ -1,19 +1,23 @@
-"""Opening client sessions: `connect()` (ws:// and wss://) and `unix_connect()`."""
+"""Opening client sessions: `connect()` (ws:// and wss://) and `unix_connect()`; one
+session after another: `reconnecting()` and `keep_connected()`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
-from session_core import Config, Connection, HandshakeError, LocalProtocolError
-from session_core.driver import parse_url
+from session_core import Backoff, Config, Connection, HandshakeError, LocalProtocolError
+from session_core.driver import Reconnecting, parse_url
+from session_core.driver import keep_connected as _keep_connected
 
-from ._session import Session
+from ._session import Session, logger
 
-__all__ = ["connect", "unix_connect"]
+__all__ = ["connect", "keep_connected", "reconnecting", "unix_connect"]
 
 HeaderItems = Iterable[tuple[bytes | str, bytes | str]]
 _Opener = Callable[[Callable[[], asyncio.Protocol]], Awaitable[Any]]
@@ -144,6 +148,116 @@ async def unix_connect(
         connect_timeout=connect_timeout,
     ) as session:
         yield session
+
+
+def reconnecting(
+    url: str,
+    *,
+    headers: HeaderItems = (),
+    subprotocols: Iterable[str] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    config: Config | None = None,
+    connect_timeout: float | None = 10.0,
+    backoff: Backoff | None = None,
+) -> Reconnecting[Session]:
+    """Sessions to one server, reconnecting after each one ends, with a backoff.
+
+    An async context manager around an async iterator of open sessions::
+
+        async with session_asyncio.reconnecting(url, backoff=Backoff(max_delay=10)) as sessions:
+            async for session in sessions:
+                session.on_notification(tick, on_tick)  # for each new session
+                await session.wait_closed()  # the next iteration reconnects
+
+    Each session is opened as `connect()` opens one; register its handlers before the
+    first `await`. The next iteration closes the session if still open, waits the
+    backoff's delay and connects again, also after a failed attempt; it ends by raising
+    a failure not worth retrying (`session_core.driver.should_retry`): `SessionClosed`
+    for a session closed with 1008 (policy violation) and the like, `HandshakeRejected`
+    for a 4xx refusal, `LocalProtocolError` for a bad URL, a certificate that does not
+    verify. Requests waiting when a session ends fail with `SessionClosed`: none is sent
+    again on the next session. Leaving the block closes the current session (1000 after
+    `break`, 1001 on an exception or a cancellation). The `async with` closes
+    the session at once where a bare async generator would leave it to the garbage
+    collector (and it is the same in `session_trio`, where a nursery requires it).
+
+    Args:
+        url: `ws://host:port/path?query` or `wss://...`, as for `connect()`.
+        headers: extra headers for each upgrade request.
+        subprotocols: subprotocols to offer, in order of preference.
+        ssl_context: the TLS context for `wss://`, as for `connect()`.
+        config: limits and timeouts of each session.
+        connect_timeout: seconds for each connection attempt, as for `connect()`; one
+            that times out is retried.
+        backoff: the delays between attempts (default `Backoff()`: from 0.5-1 s,
+            doubling, up to 30 s).
+
+    Returns:
+        A `session_core.driver.Reconnecting` of `Session`.
+    """
+    headers, subprotocols = tuple(headers), tuple(subprotocols)  # used once per attempt
+    return Reconnecting(
+        functools.partial(
+            connect,
+            url,
+            headers=headers,
+            subprotocols=subprotocols,
+            ssl_context=ssl_context,
+            config=config,
+            connect_timeout=connect_timeout,
+        ),
+        sleep=asyncio.sleep,
+        clock=_clock,
+        random=random.random,
+        backoff=backoff,
+        logger=logger,
+        where=url,
+    )
+
+
+async def keep_connected(
+    on_session: Callable[[Session], Awaitable[object]],
+    url: str,
+    *,
+    headers: HeaderItems = (),
+    subprotocols: Iterable[str] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    config: Config | None = None,
+    connect_timeout: float | None = 10.0,
+    backoff: Backoff | None = None,
+) -> NoReturn:
+    """Run `on_session(session)` on each session to `url`, reconnecting as `reconnecting()`.
+
+    The callback form of `reconnecting()`: `on_session` registers the session's handlers
+    (before its first `await`) and may use it; its return does not close the session,
+    and the next one is opened once it has ended. It runs until cancelled, until
+    `on_session` raises (the session is sent 1001 and the exception propagates), or until
+    a failure not worth retrying, which it raises.
+
+    Args:
+        on_session: `async def on_session(session) -> None`, called for each new session.
+        url: as for `reconnecting()`.
+        headers: as for `reconnecting()`.
+        subprotocols: as for `reconnecting()`.
+        ssl_context: as for `reconnecting()`.
+        config: as for `reconnecting()`.
+        connect_timeout: as for `reconnecting()`.
+        backoff: as for `reconnecting()`.
+    """
+    sessions = reconnecting(
+        url,
+        headers=headers,
+        subprotocols=subprotocols,
+        ssl_context=ssl_context,
+        config=config,
+        connect_timeout=connect_timeout,
+        backoff=backoff,
+    )
+    await _keep_connected(sessions, on_session)
+
+
+def _clock() -> float:
+    return asyncio.get_running_loop().time()
 
 
 @contextlib.asynccontextmanager

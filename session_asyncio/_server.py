@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 from session_core import CloseCode, Config, Connection
-from session_core.driver import UpgradeHook, serve_session
+from session_core.driver import SessionHub, UpgradeHook, serve_session
 
 from ._session import Session
 
@@ -35,9 +35,11 @@ class Server:
         on_upgrade: UpgradeHook | None,
         config: Config | None,
         loop: asyncio.AbstractEventLoop,
+        hub: SessionHub | None = None,
     ) -> None:
         """Built by `serve()` and `unix_serve()`, not by users."""
         self._on_session = on_session
+        self._hub = hub
         self._on_upgrade = on_upgrade
         self._config = config
         self._loop = loop
@@ -132,7 +134,7 @@ class Server:
             return
         # Waits for the handshake (the upgrade hook runs in the session), then runs
         # `on_session`; the session delivers messages once `on_session` first yields.
-        task = self._loop.create_task(serve_session(session, self._on_session))
+        task = self._loop.create_task(serve_session(session, self._on_session, hub=self._hub))
         if not task.done():  # an eager task factory may have run it to its end already
             self._tasks.add(task)
             # A callback, not a `finally` in the coroutine: a task cancelled before its
@@ -151,6 +153,8 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     on_upgrade: UpgradeHook | None = None,
     config: Config | None = None,
+    hub: SessionHub | None = None,
+    reuse_port: bool = False,
     **kwargs: Any,
 ) -> Server:
     """Listen on `host:port` and call `await on_session(session)` for each new session.
@@ -169,14 +173,20 @@ async def serve(
             async, decides on each upgrade before the session opens: `Accept(...)` (or
             `None`) accepts, `Reject(status_code, body)` refuses with an HTTP error.
         config: limits and timeouts of each session.
-        **kwargs: passed on to `loop.create_server` (`reuse_port`, `backlog`...).
+        hub: a hub from `open_hub`: each session gets its `id` from it and is attached to
+            it (`session.join(group)`, `hub.request(session.id, ...)`) until it ends.
+        reuse_port: set `SO_REUSEPORT`, so that several processes (workers) listen on the
+            same port and the kernel spreads the connections over them.
+        **kwargs: passed on to `loop.create_server` (`backlog`...).
 
     Returns:
         The listening `Server`.
     """
     loop = asyncio.get_running_loop()
-    server = Server(on_session, on_upgrade=on_upgrade, config=config, loop=loop)
+    server = Server(on_session, on_upgrade=on_upgrade, config=config, loop=loop, hub=hub)
     _bound_tls_handshake(ssl_context, config, kwargs)
+    if reuse_port:
+        kwargs["reuse_port"] = True
     server._server = await loop.create_server(server._make_protocol, host, port, ssl=ssl_context, **kwargs)
     return server
 
@@ -188,6 +198,7 @@ async def unix_serve(
     ssl_context: ssl.SSLContext | None = None,
     on_upgrade: UpgradeHook | None = None,
     config: Config | None = None,
+    hub: SessionHub | None = None,
     **kwargs: Any,
 ) -> Server:
     """Like `serve()`, on the Unix domain socket at `path`.
@@ -198,13 +209,14 @@ async def unix_serve(
         ssl_context: a server-side TLS context, if any.
         on_upgrade: decides on each upgrade, as for `serve()`.
         config: limits and timeouts of each session.
+        hub: as for `serve()`.
         **kwargs: passed on to `loop.create_unix_server`.
 
     Returns:
         The listening `Server`.
     """
     loop = asyncio.get_running_loop()
-    server = Server(on_session, on_upgrade=on_upgrade, config=config, loop=loop)
+    server = Server(on_session, on_upgrade=on_upgrade, config=config, loop=loop, hub=hub)
     _bound_tls_handshake(ssl_context, config, kwargs)
     server._server = await loop.create_unix_server(server._make_protocol, path, ssl=ssl_context, **kwargs)
     return server

@@ -126,6 +126,7 @@ class Session(SessionDriver["asyncio.Future[Any]", "asyncio.Task[Any]"]):
         self._write_paused = False
         self._writers: list[asyncio.Future[None]] = []
         self._reading_paused = False
+        self._eof_written = False
         self._abort_handle: asyncio.TimerHandle | None = None
         # The pump.
         self._flush_scheduled = False
@@ -293,7 +294,10 @@ class Session(SessionDriver["asyncio.Future[Any]", "asyncio.Task[Any]"]):
             if data:
                 transport.write(data)
             if conn.should_close_transport:
-                self._close_transport(transport)
+                if conn.lingering:
+                    self._linger(transport)
+                else:
+                    self._close_transport(transport)
             else:
                 paused = self._reading_blocked()
                 if paused is not self._reading_paused:
@@ -302,6 +306,20 @@ class Session(SessionDriver["asyncio.Future[Any]", "asyncio.Task[Any]"]):
                         transport.pause_reading()
                     else:
                         transport.resume_reading()
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        # The connection failed and sent its close frame; the peer may still be sending.
+        # Closing now, with its bytes unread, would make the kernel reset the connection
+        # and destroy our close frame: read on (discarding) until the connection says
+        # the transport may close. Nothing more is written, so say so at once.
+        if not self._eof_written:
+            self._eof_written = True
+            if transport.can_write_eof():
+                with contextlib.suppress(OSError, RuntimeError):
+                    transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
 
     def _on_timer(self) -> None:
         deadline = self._timer_at

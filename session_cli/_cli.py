@@ -9,9 +9,10 @@ A tool in the manner of `grpcurl` and `websocat`, for people and scripts:
   notification every second).
 
 Results go to stdout, diagnostics to stderr, and each kind of failure has its own exit
-status (`EXIT_*`, listed in `--help`). `call` and `notify` use `session_asyncio.connect`;
-`listen` drives a `session_core.Connection` itself, since it must see every message
-whatever its method (a `Session` only delivers methods it has handlers for).
+status (`EXIT_*`, listed in `--help`). Every command is a plain `session_asyncio` client or
+server: `listen` sees every message whatever its method through the catch-all handlers
+(`Session.on_any_request`, `Session.on_any_notification`), and `listen --reconnect` is a
+`session_asyncio.reconnecting()` loop.
 """
 
 from __future__ import annotations
@@ -31,12 +32,10 @@ from ._common import (
     _MAIN_HELP,
     _NAME,
     _URL_HELP,
-    DEFAULT_ADDRESS,
     EXIT_INTERRUPTED,
     EXIT_OK,
     PROG,
     Streams,
-    _address,
     _count,
     _Failure,
     _header,
@@ -44,7 +43,7 @@ from ._common import (
     _seconds,
 )
 from ._listen import _listen
-from ._serve import _serve
+from ._serve import _serve, add_serve_options
 
 __all__ = ["Streams", "build_parser", "main", "run"]
 
@@ -150,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Requests are answered with the error -32601 (method not found), or with the\n"
             "result given by --answer. Runs until Ctrl-C (exit status 0), until --count\n"
             "messages arrived, or until the server closes the session (0 for a normal close,\n"
-            "8 otherwise)."
+            "8 otherwise); with --reconnect, across sessions until Ctrl-C or --count."
         ),
         epilog=f"example:\n  {PROG} listen ws://127.0.0.1:8765/ | jq .data\n\n" + _EXIT_STATUS_HELP,
         formatter_class=_Formatter,
@@ -162,13 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer every request with this result instead of -32601; - reads it from stdin",
     )
     listen.add_argument("-n", "--count", metavar="N", type=_count, help="stop (and close) after N messages")
+    listen.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="when the session ends or the server is away, connect again (backoff from 0.5-1 s "
+        "up to 30 s) and go on listening; stops only at Ctrl-C, --count, or a failure not "
+        "worth retrying (a 4xx refusal, close code 1008)",
+    )
     _add_connection_options(listen)
 
     serve_parser = commands.add_parser(
         "serve",
-        help="run a demo server (echo, add, fail, sleep, tick)",
+        help="run your application (module:on_session) or a demo server, in workers",
         description=(
-            "Run a demo server until Ctrl-C (or SIGTERM). Its methods:\n"
+            "Run APP (module:attribute, an `async def on_session(session)`) the way uvicorn\n"
+            "runs an app, in --workers processes sharing the port, each a node of the hub\n"
+            "(--hub redis://...; session.hub reaches other sessions), on --loop asyncio,\n"
+            "uvloop or trio, until Ctrl-C (or SIGTERM), which stops every worker.\n\n"
+            "Without APP, run a demo server. Its methods:\n"
             "  echo    answers its data back\n"
             '  add     {"a": 2, "b": 3} gives 5 (numbers; anything else: error -32602)\n'
             '  fail    always answers the error response "boom"\n'
@@ -176,18 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
             'Each client gets the notification welcome ("hi") when it connects, then tick\n'
             "(1, 2, 3...) every --tick seconds. Connections are logged on stderr."
         ),
-        epilog=f"example:\n  {PROG} serve 0.0.0.0:9000 --tick 0.5\n\n" + _EXIT_STATUS_HELP,
+        epilog=(
+            "examples:\n"
+            f"  {PROG} serve 0.0.0.0:9000 --tick 0.5\n"
+            f"  {PROG} serve myapp:on_session :8080 --workers 4 --hub redis://127.0.0.1:6379/0\n"
+            f"  {PROG} serve myapp:on_session --loop trio\n\n" + _EXIT_STATUS_HELP
+        ),
         formatter_class=_Formatter,
     )
-    serve_parser.add_argument(
-        "address",
-        metavar="HOST:PORT",
-        nargs="?",
-        type=_address,
-        default=DEFAULT_ADDRESS,
-        help="where to listen (default: 127.0.0.1:8765; :PORT listens on every interface; "
-        "port 0 picks a free one)",
-    )
+    add_serve_options(serve_parser)
     serve_parser.add_argument(
         "--tick",
         metavar="SECONDS",

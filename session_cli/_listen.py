@@ -1,159 +1,44 @@
-"""`session-py listen`: print what the server sends, one JSON line per message."""
+"""`session-py listen`: print what the server sends, one JSON line per message.
+
+A `session_asyncio.Session` with the catch-all handlers (`on_any_request`,
+`on_any_notification`) sees every message whatever its method, so `listen` is a plain
+client; with `--reconnect` it is a `session_asyncio.reconnecting()` loop.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 from typing import Any
 
-import attrs
-
+from session_asyncio import Session, reconnecting
 from session_core import (
-    Config,
-    Connection,
-    ConnectionClosed,
-    ErrorCode,
-    HandshakeAccepted,
-    HandshakeRejected,
-    InvalidMessageReceived,
+    Backoff,
+    HandshakeError,
+    LocalProtocolError,
+    MethodNotFound,
     NotificationReceived,
     RequestReceived,
-    State,
-    UpgradeRejected,
+    SessionClosed,
 )
-from session_core.driver import parse_url
 
+from ._call import _open
 from ._common import (
-    _CLOSE_TIMEOUT,
     _NAME,
     _NORMAL_CLOSES,
     EXIT_CLOSED,
-    EXIT_HANDSHAKE,
     EXIT_OK,
-    EXIT_TIMEOUT,
     Streams,
     _check_url,
+    _client_config,
     _connection_failure,
     _dumps,
-    _Failure,
-    _host_port,
     _isatty,
     _read_json,
     _say,
     _ssl_context,
     _timeout_or_none,
 )
-
-# -- listen --------------------------------------------------------------------------------
-
-
-@attrs.define
-class _Listener:
-    """Drives a client `Connection` over asyncio streams and prints what arrives."""
-
-    args: argparse.Namespace
-    streams: Streams
-    url: str
-    answer: Any
-    conn: Connection
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    opened: bool = False
-    stopping: bool = False
-    received: int = 0
-    status: int = EXIT_OK
-
-    async def run(self, deadline: float | None) -> None:
-        """Pump until the connection says the transport is done."""
-        loop = asyncio.get_running_loop()
-        conn = self.conn
-        while True:
-            for event in conn.events():
-                self.handle(event)
-            data = conn.data_to_send()
-            if data:
-                self.writer.write(data)
-                with contextlib.suppress(OSError):
-                    await self.writer.drain()
-            if conn.should_close_transport:
-                return
-            if self.stopping and conn.state is State.OPEN:
-                conn.close(1000, now=loop.time())
-                continue
-            timer = conn.get_timer()
-            if not self.opened and deadline is not None:
-                if loop.time() >= deadline:
-                    raise _Failure(
-                        EXIT_TIMEOUT,
-                        f"no session with {_host_port(self.url)} within "
-                        f"{self.args.connect_timeout:g} s (--connect-timeout)",
-                    )
-                timer = deadline if timer is None else min(timer, deadline)
-            try:
-                async with asyncio.timeout_at(timer):
-                    chunk = await self.reader.read(65536)
-            except TimeoutError:
-                conn.handle_timer(loop.time())
-                continue
-            except OSError:
-                chunk = b""
-            if chunk:
-                conn.receive_data(chunk, loop.time())
-            else:
-                conn.receive_eof()
-
-    def handle(self, event: object) -> None:
-        """Print one event, answer a request, or note the end."""
-        if isinstance(event, NotificationReceived):
-            self.emit({"type": "notification", "method": event.method, "data": event.data})
-        elif isinstance(event, RequestReceived):
-            if self.answer is _NO_ANSWER:
-                message = f"method not found: {event.method}"
-                self.conn.send_protocol_error(event.request_id, ErrorCode.METHOD_NOT_FOUND, message)
-            else:
-                self.conn.send_response(event.request_id, self.answer)
-            self.emit({"type": "request", "id": event.request_id, "method": event.method, "data": event.data})
-        elif isinstance(event, HandshakeAccepted):
-            self.opened = True
-            if _isatty(self.streams.stderr):
-                _say(self.streams.stderr, f"connected to {self.url}; Ctrl-C to stop")
-        elif isinstance(event, InvalidMessageReceived):
-            _say(self.streams.stderr, f"{_NAME}: ignored an invalid message: {event.reason}")
-        elif isinstance(event, UpgradeRejected):
-            exc = HandshakeRejected(event.status_code, event.headers, event.body)
-            failure = _connection_failure(exc, self.url, None)
-            assert failure is not None
-            raise failure
-        elif isinstance(event, ConnectionClosed):
-            self.closed(event)
-
-    def closed(self, event: ConnectionClosed) -> None:
-        """The end: a failed handshake, a normal close, or an abnormal one."""
-        if not self.opened:
-            raise _Failure(
-                EXIT_HANDSHAKE, f"the WebSocket handshake with {_host_port(self.url)} failed: {event.reason}"
-            )
-        if self.stopping:
-            return
-        reason = f": {event.reason}" if event.reason else ""
-        if event.code in _NORMAL_CLOSES:
-            if _isatty(self.streams.stderr):
-                _say(self.streams.stderr, f"the server closed the session ({event.code}{reason})")
-        else:
-            _say(self.streams.stderr, f"{_NAME}: the session ended abnormally ({event.code}{reason})")
-            self.status = EXIT_CLOSED
-
-    def emit(self, message: dict[str, Any]) -> None:
-        """Print one message as a JSON line; stop at `--count` or when stdout is gone."""
-        try:
-            _say(self.streams.stdout, _dumps(message))
-        except BrokenPipeError:  # `listen ... | head -3`: the reader has had enough
-            self.stopping = True
-            return
-        self.received += 1
-        if self.args.count is not None and self.received >= self.args.count:
-            self.stopping = True
 
 
 class _NoAnswer:
@@ -163,47 +48,113 @@ class _NoAnswer:
 _NO_ANSWER: Any = _NoAnswer()
 
 
-async def _listen(args: argparse.Namespace, streams: Streams) -> int:
-    answer = _NO_ANSWER if args.answer is None else _read_json(args.answer, streams.stdin, "--answer")
-    url = _check_url(args.url)
-    target = parse_url(url)
-    context = _ssl_context(url, args)
-    loop = asyncio.get_running_loop()
-    connect_timeout = _timeout_or_none(args.connect_timeout)
-    deadline = None if connect_timeout is None else loop.time() + connect_timeout
-    try:
-        async with asyncio.timeout_at(deadline):
-            reader, writer = await asyncio.open_connection(
-                target.host,
-                target.port,
-                ssl=context,
-                server_hostname=target.host if context is not None else None,
-            )
-    except OSError as exc:
-        failure = _connection_failure(exc, url, args.connect_timeout)
-        assert failure is not None
-        raise failure from None
-    conn = Connection.client(
-        target.host_header,
-        target.target,
-        now=loop.time(),
-        headers=args.header,
-        config=Config(handshake_timeout=None, close_timeout=_CLOSE_TIMEOUT),
-    )
-    listener = _Listener(args, streams, url, answer, conn, reader, writer)
-    try:
+class _Listener:
+    """Prints what each session receives, answers its requests, and says when to stop."""
+
+    def __init__(self, args: argparse.Namespace, streams: Streams, url: str, answer: Any) -> None:
+        self.args, self.streams, self.url, self.answer = args, streams, url, answer
+        self.received = 0
+        self.stopping = False
+        self.status = EXIT_OK
+        self._stop = asyncio.Event()
+
+    def attach(self, session: Session) -> None:
+        """Print and answer everything `session` receives."""
+
+        @session.on_any_notification()
+        async def _(notification: NotificationReceived) -> None:
+            self.emit({"type": "notification", "method": notification.method, "data": notification.data})
+
+        @session.on_any_request()
+        async def _(request: RequestReceived) -> Any:
+            message = {"type": "request", "id": request.request_id, "method": request.method}
+            self.emit({**message, "data": request.data})
+            if self.answer is _NO_ANSWER:
+                raise MethodNotFound(-32601, f"method not found: {request.method}")
+            return self.answer
+
+    async def until_done(self, session: Session) -> None:
+        """Wait until the session ends or listening should stop; then note how it ended."""
+        if _isatty(self.streams.stderr):
+            _say(self.streams.stderr, f"connected to {self.url}; Ctrl-C to stop")
+        ended = asyncio.ensure_future(session.wait_closed())
+        stopped = asyncio.ensure_future(self._stop.wait())
         try:
-            await listener.run(deadline)
+            await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:  # Ctrl-C: close the session properly, then stop
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            if not listener.opened:
-                raise
-            listener.stopping = True
-            await listener.run(None)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+            self.stopping = True
+        finally:
+            ended.cancel()
+            stopped.cancel()
+        if not self.stopping:
+            self.ended(session.close_code, session.close_reason)
+
+    def ended(self, code: int | None, reason: str | None) -> None:
+        """The server ended the session: normally (1000, 1001, 1005), or not."""
+        detail = f"{code}{': ' + reason if reason else ''}"
+        if code in _NORMAL_CLOSES:
+            if _isatty(self.streams.stderr):
+                _say(self.streams.stderr, f"the server closed the session ({detail})")
+            self.status = EXIT_OK
+        else:
+            _say(self.streams.stderr, f"{_NAME}: the session ended abnormally ({detail})")
+            self.status = EXIT_CLOSED
+
+    def emit(self, message: dict[str, Any]) -> None:
+        """Print one message as a JSON line; stop at `--count` or when stdout is gone."""
+        if self.stopping:
+            return
+        try:
+            _say(self.streams.stdout, _dumps(message))
+        except BrokenPipeError:  # `listen ... | head -3`: the reader has had enough
+            self.stop()
+            return
+        self.received += 1
+        if self.args.count is not None and self.received >= self.args.count:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop listening: the session is closed with 1000."""
+        self.stopping = True
+        self._stop.set()
+
+
+async def _listen(args: argparse.Namespace, streams: Streams) -> int:
+    answer = _NO_ANSWER if args.answer is None else _read_json(args.answer, streams.stdin, "--answer")
+    url = _check_url(args.url)
+    listener = _Listener(args, streams, url, answer)
+    if not args.reconnect:
+        async with _open(url, args) as session:
+            listener.attach(session)
+            await listener.until_done(session)
+        return listener.status
+    sessions = reconnecting(
+        url,
+        headers=args.header,
+        ssl_context=_ssl_context(url, args),
+        config=_client_config(),
+        connect_timeout=_timeout_or_none(args.connect_timeout),
+        backoff=Backoff(),
+    )
+    try:
+        async with sessions:
+            opened = 0
+            async for session in sessions:
+                opened += 1
+                if opened > 1:
+                    _say(streams.stderr, f"{_NAME}: reconnected to {url}")
+                listener.attach(session)
+                await listener.until_done(session)
+                if listener.stopping:
+                    break
+    except (OSError, HandshakeError, LocalProtocolError) as exc:  # not worth retrying
+        failure = _connection_failure(exc, url, args.connect_timeout)
+        if failure is None:
+            raise
+        raise failure from None
+    except SessionClosed:
+        pass  # a close not worth retrying (1008, ...), reported when the session ended
     return listener.status

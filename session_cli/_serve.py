@@ -1,17 +1,33 @@
-"""`session-py serve`: the demo server."""
+"""`session-py serve`: the demo server, or an application's `on_session`, in workers.
+
+`session-py serve [APP] [HOST:PORT] [--workers N] [--hub URL] [--loop LOOP]`, the way
+uvicorn runs an app: `APP` is `module:attribute`, an `async def on_session(session)`
+imported from the current directory (`session.hub` reaches other sessions). With more
+than one worker, or a loop other than asyncio, this process supervises: it starts the
+workers (`worker_main`), each a node of the same hub listening on the
+same port (`SO_REUSEPORT`), and stops them all on Ctrl-C or SIGTERM.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import functools
+import importlib
+import logging
 import os
+import re
 import signal
+import socket
+import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
 
+import session_asyncio
 from session_asyncio import Session, serve
 from session_core import (
     Config,
@@ -22,12 +38,25 @@ from session_core import (
 
 from ._common import (
     _CLOSE_TIMEOUT,
+    DEFAULT_ADDRESS,
     EXIT_CONNECT,
     EXIT_OK,
+    EXIT_USAGE,
     Streams,
+    _address,
+    _count,
     _Failure,
     _say,
 )
+
+#: The loops `--loop` offers.
+LOOPS = ("asyncio", "uvloop", "trio")
+#: What a worker process runs (`python -c`: `-m` of a module its package imports warns).
+_WORKER = "import sys; from session_cli._serve import worker_main; sys.exit(worker_main(sys.argv[1:]))"
+#: Seconds the supervisor gives its workers to stop after SIGTERM, before SIGKILL.
+WORKER_STOP_TIMEOUT = 10.0
+
+_APP = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 # -- serve ---------------------------------------------------------------------------------
 
@@ -86,11 +115,16 @@ def _peer(address: Any) -> str:
 
 
 async def _serve(args: argparse.Namespace, streams: Streams) -> int:
+    if args.app is None and args.loop == "trio":
+        raise _Failure(EXIT_USAGE, "the demo server runs on asyncio or uvloop; --loop trio needs an APP")
+    if args.worker is None and (args.workers > 1 or args.loop != "asyncio"):
+        return await _supervise(args, streams)
+    log = _logger(args, streams)
+    if args.app is not None:
+        with _hub_log(args, streams):
+            return await _serve_app_asyncio(args, log)
     host, port = args.address
     interval: float = args.tick
-
-    def log(text: str) -> None:
-        _say(streams.stderr, f"{time.strftime('%H:%M:%S')} {text}")
 
     async def on_session(session: Session) -> None:
         _serve_methods(session)
@@ -117,11 +151,11 @@ async def _serve(args: argparse.Namespace, streams: Streams) -> int:
                 log(f"{peer} closed by the server shutting down")
 
     try:
-        server = await serve(on_session, host, port, config=Config(close_timeout=_CLOSE_TIMEOUT))
+        server = await serve(
+            on_session, host, port, config=Config(close_timeout=_CLOSE_TIMEOUT), reuse_port=args.reuse_port
+        )
     except OSError as exc:
-        shown = f"[{host}]" if host and ":" in host else host or "*"
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise _Failure(EXIT_CONNECT, f"cannot listen on {shown}:{port}: {reason}") from None
+        raise _cannot_listen(host, port, exc) from None
     async with server:
         for sock in server.sockets:
             log(f"listening on ws://{_peer(sock.getsockname())}/")
@@ -146,3 +180,308 @@ async def _serve(args: argparse.Namespace, streams: Streams) -> int:
 
 def _reason(reason: str | None) -> str:
     return f": {reason}" if reason else ""
+
+
+# -- an application, in this process or in workers -----------------------------------------
+
+
+class _Targets(argparse.Action):
+    """`serve`'s positionals: `[APP] [HOST:PORT]`, told apart by their form."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        texts = [values] if isinstance(values, str) else list(values or ())
+        app: str | None = None
+        address: tuple[str | None, int] = DEFAULT_ADDRESS
+        if len(texts) > 2:
+            raise argparse.ArgumentError(self, "at most an APP and a HOST:PORT")
+        for text in texts:
+            if _APP.match(text) and not text.rpartition(":")[2].isdigit():
+                if app is not None:
+                    raise argparse.ArgumentError(self, f"two applications: {app!r} and {text!r}")
+                app = text
+            else:
+                try:
+                    address = _address(text)
+                except argparse.ArgumentTypeError as exc:
+                    raise argparse.ArgumentError(self, str(exc)) from None
+        namespace.app, namespace.address = app, address
+
+
+def _hub_url(text: str) -> str:
+    """An argparse type: a hub URL (`memory://`, `redis://...`, `rediss://...`)."""
+    if not text.startswith(("memory://", "redis://", "rediss://")):
+        raise argparse.ArgumentTypeError(f"not a hub URL (memory://, redis://, rediss://): {text!r}")
+    return text
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `serve` that run an application: workers, hub, loop."""
+    parser.add_argument(
+        "targets",
+        metavar="[APP] [HOST:PORT]",
+        nargs="*",
+        action=_Targets,
+        help="APP: module:attribute, an `async def on_session(session)` (default: the demo "
+        "server); HOST:PORT: where to listen (default: 127.0.0.1:8765; :PORT listens on every "
+        "interface; port 0 picks a free one)",
+    )
+    parser.set_defaults(app=None, address=DEFAULT_ADDRESS)
+    parser.add_argument(
+        "-w",
+        "--workers",
+        metavar="N",
+        type=_count,
+        default=1,
+        help="worker processes sharing the port (SO_REUSEPORT), each a node of the hub (default: 1)",
+    )
+    parser.add_argument(
+        "--hub",
+        metavar="URL",
+        type=_hub_url,
+        help="the hub the sessions are attached to: redis://HOST:PORT/DB or rediss://... "
+        "(workers reach each other's sessions); default: an in-process hub per worker",
+    )
+    parser.add_argument(
+        "--loop", choices=LOOPS, default="asyncio", help="the event loop of the workers (default: asyncio)"
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT (implied by --workers above 1), to share the port with other processes",
+    )
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set in the workers
+
+
+def _logger(args: argparse.Namespace, streams: Streams) -> Callable[[str], None]:
+    label = f"[worker {args.worker}] " if args.worker is not None else ""
+
+    def log(text: str) -> None:
+        _say(streams.stderr, f"{time.strftime('%H:%M:%S')} {label}{text}")
+
+    return log
+
+
+@contextlib.contextmanager
+def _hub_log(args: argparse.Namespace, streams: Streams) -> Iterator[None]:
+    # The hub's own lines (connection lost, reconnected, messages lost) go to the same log,
+    # while an application is served (and no longer: `run` may be called again in-process).
+    label = f"[worker {args.worker}] " if args.worker is not None else ""
+    handler = logging.StreamHandler(streams.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {label}%(message)s", "%H:%M:%S"))
+    hub_logger = logging.getLogger("session_hub")
+    level = hub_logger.level
+    hub_logger.addHandler(handler)
+    hub_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        hub_logger.removeHandler(handler)
+        hub_logger.setLevel(level)
+
+
+def _cannot_listen(host: str | None, port: int, exc: OSError) -> _Failure:
+    shown = f"[{host}]" if host and ":" in host else host or "*"
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return _Failure(EXIT_CONNECT, f"cannot listen on {shown}:{port}: {reason}")
+
+
+def _load_app(spec: str) -> Callable[[Any], Awaitable[object]]:
+    """Import `module:attribute` (from the current directory first, as uvicorn does)."""
+    module_name, _, attribute = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError) as exc:
+        raise _Failure(EXIT_USAGE, f"cannot load the application {spec!r}: {exc}") from None
+    if not callable(value):
+        raise _Failure(EXIT_USAGE, f"the application {spec!r} is not callable")
+    return value  # type: ignore[no-any-return]
+
+
+def _hub_state(hub: Any) -> str:
+    return f"node {hub.node_id} (hub {'connected' if hub.connected else 'NOT connected, retrying'})"
+
+
+async def _serve_app_asyncio(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    app = _load_app(args.app)
+    host, port = args.address
+    async with session_asyncio.open_hub(args.hub) as hub:
+        try:
+            server = await serve(app, host, port, hub=hub, reuse_port=args.reuse_port)
+        except OSError as exc:
+            raise _cannot_listen(host, port, exc) from None
+        async with server:
+            for sock in server.sockets:
+                log(f"{args.app} on {_hub_state(hub)}: listening on ws://{_peer(sock.getsockname())}/")
+            task = asyncio.current_task()
+            assert task is not None
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            try:
+                await server.serve_forever()
+            except asyncio.CancelledError:  # Ctrl-C or SIGTERM
+                task.uncancel()
+            finally:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(signal.SIGTERM)
+    log("stopped")
+    return EXIT_OK
+
+
+async def _serve_app_trio(args: argparse.Namespace, streams: Streams) -> int:
+    import trio  # noqa: PLC0415 - trio is an extra, imported only when asked for
+
+    import session_trio  # noqa: PLC0415
+
+    log = _logger(args, streams)
+    app = _load_app(args.app)
+    host, port = args.address
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with session_trio.open_hub(args.hub) as hub, trio.open_nursery() as nursery:
+            serving = functools.partial(
+                session_trio.serve, app, host, port, hub=hub, reuse_port=args.reuse_port
+            )
+            try:
+                listeners = await nursery.start(serving)
+            except OSError as exc:
+                raise _cannot_listen(host, port, exc) from None
+            for listener in listeners:
+                address = listener.socket.getsockname()
+                log(f"{args.app} on {_hub_state(hub)}: listening on ws://{_peer(address)}/")
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()  # every session closes with 1001
+    log("stopped")
+    return EXIT_OK
+
+
+def _child_argv(args: argparse.Namespace, port: int) -> list[str]:
+    host = args.address[0]
+    shown = "" if host is None else (f"[{host}]" if ":" in host else host)
+    argv = [f"{shown}:{port}", "--tick", str(args.tick), "--loop", args.loop]
+    if args.app is not None:
+        argv.insert(0, args.app)
+    if args.hub is not None:
+        argv += ["--hub", args.hub]
+    if args.workers > 1 or args.reuse_port:
+        argv.append("--reuse-port")
+    return argv
+
+
+def _hold_port(host: str | None) -> socket.socket:
+    # Port 0 with several workers: pick the port here, in a socket bound with SO_REUSEPORT
+    # and never listening (so it takes no connection), kept while the workers run.
+    family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host or "", 0))
+    return sock
+
+
+async def _supervise(args: argparse.Namespace, streams: Streams) -> int:
+    log = _logger(args, streams)
+    host, port = args.address
+    holder = _hold_port(host) if port == 0 and args.workers > 1 else None
+    if holder is not None:
+        port = holder.getsockname()[1]
+    if args.hub is None and args.workers > 1:
+        log("no --hub: each worker has its own in-process hub (use --hub redis://... to join them)")
+    workers: list[asyncio.subprocess.Process] = []
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    status = EXIT_OK
+    try:
+        for number in range(1, args.workers + 1):
+            argv = [*_child_argv(args, port), "--worker", str(number)]
+            workers.append(await asyncio.create_subprocess_exec(sys.executable, "-c", _WORKER, *argv))
+            log(f"worker {number} started (pid {workers[-1].pid}, {args.loop})")
+        waits = {asyncio.ensure_future(worker.wait()): n for n, worker in enumerate(workers, 1)}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        # A worker ended by itself (it could not listen, the app failed): stop them all.
+        ended = next(iter(done))
+        code = ended.result()
+        log(f"worker {waits[ended]} exited with status {code}; stopping the others")
+        status = code if code > 0 else 1
+    except asyncio.CancelledError:  # Ctrl-C or SIGTERM
+        task.uncancel()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
+        await _stop_workers(workers, log)
+        if holder is not None:
+            holder.close()
+    log("stopped")
+    return status
+
+
+async def _stop_workers(workers: list[asyncio.subprocess.Process], log: Callable[[str], None]) -> None:
+    running = [worker for worker in workers if worker.returncode is None]
+    for worker in running:
+        with contextlib.suppress(ProcessLookupError):
+            worker.send_signal(signal.SIGTERM)
+    if not running:
+        return
+    waits = [asyncio.ensure_future(worker.wait()) for worker in running]
+    _, late = await asyncio.wait(waits, timeout=WORKER_STOP_TIMEOUT)
+    if late:
+        log(f"{len(late)} worker(s) did not stop within {WORKER_STOP_TIMEOUT:g} s: killed")
+        for worker in running:
+            if worker.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.kill()
+        await asyncio.wait([asyncio.ensure_future(w.wait()) for w in running])
+
+
+def worker_main(argv: Sequence[str]) -> int:
+    """A worker process: `serve` with the arguments `argv`, on the loop they name."""
+    from ._cli import build_parser  # noqa: PLC0415 - the parser imports this module
+
+    # The supervisor stops its workers with SIGTERM; a Ctrl-C at a terminal reaches the
+    # whole process group, and is left to the supervisor so that every worker stops once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    args = build_parser().parse_args(["serve", *argv])
+    streams = Streams.system()
+    try:
+        if args.loop == "trio":
+            import trio  # noqa: PLC0415
+
+            try:
+                with _hub_log(args, streams):
+                    return trio.run(_serve_app_trio, args, streams)
+            except BaseExceptionGroup as group:  # from the nursery: a failure inside
+                failure, _ = group.split(_Failure)
+                if failure is None:
+                    raise
+                raise _first(failure) from None
+        from ._cli import run  # noqa: PLC0415
+
+        if args.loop == "uvloop":
+            import uvloop  # noqa: PLC0415
+
+            return uvloop.run(run(args, streams))
+        return asyncio.run(run(args, streams))
+    except _Failure as failure:
+        _say(streams.stderr, f"session-py: {failure.message}")
+        return failure.status
+
+
+def _first(group: BaseExceptionGroup[_Failure]) -> _Failure:
+    found = group.exceptions[0]
+    return found if isinstance(found, _Failure) else _first(found)

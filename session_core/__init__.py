@@ -8,6 +8,7 @@ to send and its next deadline; it does no I/O of its own. The adapters `session_
 
 from __future__ import annotations
 
+from ._backoff import Backoff
 from ._client import ClientConnection
 from ._config import Accept, CloseCode, Config, Reject, Role
 from ._connection import CANCEL_METHOD, Connection
@@ -57,6 +58,7 @@ from ._state import State
 
 __all__ = [
     "Accept",
+    "Backoff",
     "Reject",
     "CANCEL_METHOD",
     "CancelRequested",

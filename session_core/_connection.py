@@ -82,6 +82,7 @@ class Connection:
         "_handshake_deadline",
         "_incoming",
         "_keepalive",
+        "_linger_until",
         "_now",
         "_out",
         "_outgoing",
@@ -135,6 +136,8 @@ class Connection:
             None if config.handshake_timeout is None else now + config.handshake_timeout
         )
         self._close_deadline: float | None = None
+        # Set while the connection lingers after its end (see `lingering`): until when.
+        self._linger_until: float | None = None
         self._now = now
         self.close_code: int | None = None
         "The code of the close that ended (or is ending) the session."
@@ -220,8 +223,33 @@ class Connection:
 
     @property
     def should_close_transport(self) -> bool:
-        """True once the driver should close the transport, after writing `data_to_send()`."""
+        """True once the connection is over (from its `ConnectionClosed` on): after writing
+        `data_to_send()`, the transport is to be closed, and nothing will be sent again.
+
+        Close it at once unless `lingering` is true; then close it when `lingering`
+        becomes false.
+        """
         return self._close_transport
+
+    @property
+    def lingering(self) -> bool:
+        """True while the connection is over but its transport should stay open, read and
+        drained, a little longer: we failed the connection (a message too big, invalid
+        UTF-8, a protocol error; not a keepalive timeout) and sent our close frame, and
+        the peer may still be sending, perhaps the rest of a huge message. Closing a TCP
+        socket with unread input makes the kernel send a reset, which destroys the close
+        frame in flight: the peer would never see our close code.
+
+        Meanwhile keep feeding `receive_data` (the input is skipped through, looking for
+        the peer's close frame, and discarded), `receive_eof` at the end of the stream,
+        and `handle_timer` at `get_timer()`: the peer's close frame, the end of the stream
+        or `Config.close_timeout` (counted from the end, or from our close frame when we
+        were closing already) ends it. There is no lingering without a close timeout.
+        Nothing more is sent, so a driver may shut down its write side at once (TCP
+        `SHUT_WR`): a peer that waits for our TCP close before sending its own sees it.
+        No event comes of it.
+        """
+        return self._linger_until is not None
 
     @property
     def pending_requests(self) -> int:
@@ -299,7 +327,7 @@ class Connection:
         if state is State.CLOSING:
             return self._close_deadline
         if state is State.CLOSED:
-            return None
+            return self._linger_until
         return self._handshake_deadline
 
     # -- inputs ----------------------------------------------------------------------
@@ -314,6 +342,8 @@ class Connection:
         `should_close_transport` and `reading_paused`, re-arm `get_timer()`.
         """
         if self._state is State.CLOSED or not data:
+            if self._linger_until is not None and data and self._ws.discard(bytes(data)):
+                self._linger_until = None  # the peer's close frame: the transport may close
             return
         if self._reader.paused:
             self._reader.hold(data)
@@ -330,6 +360,7 @@ class Connection:
         """
         state = self._state
         if state is State.CLOSED:
+            self._linger_until = None
             return
         if state is State.HANDSHAKING and self.role is Role.CLIENT:
             # A rejection body may end with the stream.
@@ -351,14 +382,20 @@ class Connection:
         `should_close_transport`, re-arm `get_timer()`.
         """
         state = self._state
+        self._now = now
         if state is State.OPEN:
             # A ping that is due is sent; a pong that is overdue fails the connection.
             if self._keepalive.due(now, reading_paused=self._reader.parked is not None) is Due.TIMEOUT:
-                self._fail(INTERNAL_ERROR, "keepalive ping timeout")
+                # No lingering: a peer that answers no ping is not sending either.
+                self._fail(INTERNAL_ERROR, "keepalive ping timeout", linger=False)
             self._outgoing.expire(now)
             return
+        if state is State.CLOSED:
+            if self._linger_until is not None and now >= self._linger_until:
+                self._linger_until = None
+            return
         deadline = self._close_deadline if state is State.CLOSING else self._handshake_deadline
-        if state is State.CLOSED or deadline is None or now < deadline:
+        if deadline is None or now < deadline:
             return
         if state is State.CLOSING:
             self._end(Input.TIMED_OUT, self.close_code or ABNORMAL_CLOSURE, self.close_reason)
@@ -557,14 +594,24 @@ class Connection:
 
     # -- ending ----------------------------------------------------------------------
 
-    def _fail(self, code: int, reason: str) -> None:
+    def _fail(self, code: int, reason: str, *, linger: bool = True) -> None:
         # RFC 6455 7.1.7, "Fail the WebSocket Connection": send a close frame if we still
         # can, then drop the connection without waiting for the peer's.
+        sent = self._state is State.CLOSING  # our close frame went before
         if self._ws.can_send_close:
             self._write_close(code, reason)
-        self._end(Input.FAIL, code, reason)
+            sent = True
+        self._end(Input.FAIL, code, reason, linger=linger and sent)
 
-    def _end(self, event: Input, code: int, reason: str) -> None:
+    def _end(self, event: Input, code: int, reason: str, *, linger: bool = False) -> None:
+        if linger and self.config.close_timeout is not None:
+            # Our close frame is out, the peer's is not in: read on (`lingering`), from
+            # exactly where reading stopped, for the close timeout at most.
+            until = self._close_deadline if self._state is State.CLOSING else None
+            self._linger_until = self._now + self.config.close_timeout if until is None else until
+            held = self._reader.stop()
+            if self._ws.discard_from_here() or self._ws.discard(held):
+                self._linger_until = None
         self._set_state(event)
         self.close_code, self.close_reason = code, reason
         self._outgoing.abort(code, reason)

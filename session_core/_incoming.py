@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _messages
 from ._config import Config
-from ._errors import EncodingError, ErrorCode, LocalProtocolError, MethodError
+from ._errors import EncodingError, ErrorCode, LocalProtocolError, MethodError, ProtocolErrorResponse
 from ._events import (
     CancelRequested,
     Event,
@@ -198,6 +198,10 @@ class IncomingRequests:
                 return
             except EncodingError as exc:
                 exception = exc
+        elif isinstance(exception, ProtocolErrorResponse):
+            # A handler passing on a protocol error object it got (a proxy): as it was.
+            self.respond_protocol_error(request_id, exception.code, exception.message)
+            return
         method = self.in_flight.get(request_id)
         logger.error(
             "handler of request %d (%s) failed",

@@ -15,7 +15,7 @@ handshake until `start()` when asked to; the rest of the input then waits here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from . import _messages
 from ._config import MESSAGE_TOO_BIG, Config
@@ -80,7 +80,7 @@ class Reader:
         self._limit = config.max_incoming_requests
         self._message = MessageAssembler(config.max_message_size)
         self._held = bytearray()
-        self.parked: Iterator[WsEvent] | None = None
+        self.parked: Generator[WsEvent, None, None] | None = None
         "The events of input read only in part: at the bound, before `start()`, or a life event."
         self._open = False  # messages are for us: the session is open (not closing)
         self.wait_for_start = wait_for_start
@@ -107,6 +107,20 @@ class Reader:
         self._held.clear()
         self.parked = None
         self._message.clear()
+
+    def stop(self) -> bytes:
+        """Stop reading for good, mid-way if need be; the input held back, unread.
+
+        What a suspended read had not parsed yet stays with the `WebSocket` (closing the
+        iteration keeps it there), ahead of what this returns: together they are the rest
+        of the stream, in order, for `WebSocket.discard`.
+        """
+        parked, self.parked = self.parked, None
+        if parked is not None:
+            parked.close()
+        held = bytes(self._held)
+        self.clear()
+        return held
 
     def read(self, data: bytes | None = None, *, eof: bool = False) -> LifeEvent | None:
         """Read `data` (or the end of the stream with `eof`), else go on with the input

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 
 import h11
 from wsproto import ConnectionType, WSConnection
@@ -80,6 +80,7 @@ FAST_FRAME_LIMIT = 64 << 20
 _FIN_TEXT = 0x81  # FIN set, no RSV bits, opcode 1 (text)
 _MASK_BIT = 0x80
 _INVALID_UTF8 = 1007
+_CLOSE_OPCODE = 0x8
 
 
 class WebSocket:
@@ -95,7 +96,9 @@ class WebSocket:
         "_head_done",
         "_in_message",
         "_needed",
+        "_partial",
         "_pending_response",
+        "_skip",
         "_to_wsproto",
         "fast_limit",
         "leftover",
@@ -119,6 +122,10 @@ class WebSocket:
         self._needed = 0  # bytes that complete the frame at the start of the buffer
         self._to_wsproto = 0  # bytes of the current frame still owed to wsproto
         self._in_message = False  # wsproto holds a fragmented message that is not finished
+        # Discarding, after the connection ended without the peer's close frame (see
+        # `discard`): payload bytes still to skip, and the start of a header cut by a read.
+        self._skip = 0
+        self._partial = b""
         self.fast_limit = (
             FAST_FRAME_LIMIT if max_message_size is None else min(FAST_FRAME_LIMIT, max_message_size)
         )
@@ -190,7 +197,7 @@ class WebSocket:
 
     # -- input -----------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> Iterator[WsEvent]:
+    def receive(self, data: bytes) -> Generator[WsEvent, None, None]:
         """Feed bytes; iterate for what they complete.
 
         A whole text message that came in one plain frame (nearly every message) is given
@@ -202,11 +209,11 @@ class WebSocket:
         # The frames' own generator, not one wrapping it: one layer less for every message.
         return self._receive_frames(frames, data)
 
-    def receive_eof(self) -> Iterator[WsEvent]:
+    def receive_eof(self) -> Generator[WsEvent, None, None]:
         """The stream ended during the handshake: a refusal's body may end with it."""
         return self._receive_opening(None)
 
-    def _receive_opening(self, data: bytes | None) -> Iterator[WsEvent]:
+    def _receive_opening(self, data: bytes | None) -> Generator[WsEvent, None, None]:
         yield from self._receive_handshake(data)
         frames = self._frames
         if frames is None or not self._client:
@@ -215,7 +222,7 @@ class WebSocket:
         if data:
             yield from self._receive_frames(frames, data)
 
-    def _receive_frames(self, frames: WsFrames, data: bytes) -> Iterator[FrameEvent]:
+    def _receive_frames(self, frames: WsFrames, data: bytes) -> Generator[FrameEvent, None, None]:
         if self._buffer:
             self._buffer.append(data)
             self._buffered += len(data)
@@ -226,64 +233,73 @@ class WebSocket:
         expect_mask = 0 if self._client else _MASK_BIT
         limit = self.fast_limit
         pos, end = 0, len(data)
-        while pos < end:
-            if self._to_wsproto:
-                take = min(self._to_wsproto, end - pos)
-                frames.receive_data(data[pos : pos + take])
-                pos += take
-                self._to_wsproto -= take
-                yield from self._wsproto_events(frames)
-                continue
-            # RFC 6455 5.2: the frame header.
-            if end - pos < 2:
-                break
-            first, second = data[pos], data[pos + 1]
-            length = second & 0x7F
-            head = 2
-            minimal = True  # RFC 6455 5.2: "the minimal number of bytes MUST be used"
-            if length == 126:
-                if end - pos < 4:
+        # Closed while suspended (the connection stops reading mid-way, `Reader.stop`): what
+        # was not read yet is kept as if the input had ended there, so that `discard` can
+        # go on from the exact place in the stream. A `try` costs nothing until it catches.
+        try:
+            while pos < end:
+                if self._to_wsproto:
+                    take = min(self._to_wsproto, end - pos)
+                    frames.receive_data(data[pos : pos + take])
+                    pos += take
+                    self._to_wsproto -= take
+                    yield from self._wsproto_events(frames)
+                    continue
+                # RFC 6455 5.2: the frame header.
+                if end - pos < 2:
                     break
-                length = (data[pos + 2] << 8) | data[pos + 3]
-                head = 4
-                minimal = length >= 126
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                head = 10
-                minimal = length >= 1 << 16
-            masked = second & _MASK_BIT
-            if masked:
-                head += 4
-            if (
-                first == _FIN_TEXT
-                and masked == expect_mask
-                and length <= limit
-                and minimal
-                and not self._in_message
-            ):
-                stop = pos + head + length
-                if stop > end:
-                    self._needed = stop - pos  # the rest, at most `limit` bytes, is on its way
-                    break
+                first, second = data[pos], data[pos + 1]
+                length = second & 0x7F
+                head = 2
+                minimal = True  # RFC 6455 5.2: "the minimal number of bytes MUST be used"
+                if length == 126:
+                    if end - pos < 4:
+                        break
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    head = 4
+                    minimal = length >= 126
+                elif length == 127:
+                    if end - pos < 10:
+                        break
+                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                    head = 10
+                    minimal = length >= 1 << 16
+                masked = second & _MASK_BIT
                 if masked:
-                    payload = _unmask(data[pos + head - 4 : pos + head], data[pos + head : stop])
-                else:
-                    payload = data[pos + head : stop]
-                pos = stop
-                try:
-                    text = payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    yield FramingFailed(_INVALID_UTF8, "invalid UTF-8 in a text message")
-                    return
-                yield text
-                continue
-            # Any other frame goes to wsproto whole, as it arrives.
-            opcode = first & 0x0F
-            if opcode < 8:  # a data frame opens or continues a message; FIN ends it
-                self._in_message = not first & 0x80
-            self._to_wsproto = head + length
+                    head += 4
+                if (
+                    first == _FIN_TEXT
+                    and masked == expect_mask
+                    and length <= limit
+                    and minimal
+                    and not self._in_message
+                ):
+                    stop = pos + head + length
+                    if stop > end:
+                        self._needed = stop - pos  # the rest, at most `limit` bytes, is on its way
+                        break
+                    if masked:
+                        payload = _unmask(data[pos + head - 4 : pos + head], data[pos + head : stop])
+                    else:
+                        payload = data[pos + head : stop]
+                    pos = stop
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        yield FramingFailed(_INVALID_UTF8, "invalid UTF-8 in a text message")
+                        return
+                    yield text
+                    continue
+                # Any other frame goes to wsproto whole, as it arrives.
+                opcode = first & 0x0F
+                if opcode < 8:  # a data frame opens or continues a message; FIN ends it
+                    self._in_message = not first & 0x80
+                self._to_wsproto = head + length
+        except GeneratorExit:
+            if pos < end:
+                self._buffer.append(data[pos:])
+                self._buffered = end - pos
+            raise
         if pos < end:
             self._buffer.append(data[pos:])
             self._buffered = end - pos
@@ -305,6 +321,61 @@ class WebSocket:
                     yield FramingFailed(int(event.code), event.reason or "")
                 else:
                     yield CloseReceived(int(event.code), event.reason or "")
+
+    # -- discarding ------------------------------------------------------------------
+
+    def discard_from_here(self) -> bool:
+        """Stop parsing: from here on input is only skipped through (`discard`), looking
+        for the peer's close frame. Used once the connection ended without it, while the
+        peer may still be sending (the rest of a message refused as too big, say).
+
+        It starts at the exact place reading stopped: in the middle of a frame given to
+        wsproto (whose state no longer matters: it may have failed), or at a frame header,
+        with what was read but not parsed yet. Returns whether that already holds the
+        start of a close frame.
+        """
+        self._skip, self._to_wsproto = self._to_wsproto, 0
+        self._frames = None  # wsproto's framing is over: let it go
+        rest = b"".join(self._buffer)
+        self._buffer, self._buffered, self._needed = [], 0, 0
+        return self.discard(rest)
+
+    def discard(self, data: bytes) -> bool:
+        """Skip `data` frame by frame, by the headers alone (payloads are neither kept nor
+        unmasked); return whether a close frame begins in it. Only a header cut by the
+        end of `data` (at most 13 bytes) is kept for the next call.
+        """
+        pos = self._skip
+        end = len(data)
+        if pos >= end:
+            self._skip = pos - end
+            return False
+        if self._partial:  # a cut header: `_skip` was 0
+            data = self._partial + data
+            end = len(data)
+            self._partial = b""
+        while end - pos >= 2:
+            if data[pos] & 0x0F == _CLOSE_OPCODE:
+                return True
+            length = data[pos + 1] & 0x7F
+            head = 2
+            if length == 126:
+                head = 4
+            elif length == 127:
+                head = 10
+            if end - pos < head:
+                break
+            if head > 2:
+                length = int.from_bytes(data[pos + 2 : pos + head], "big")
+            if data[pos + 1] & _MASK_BIT:
+                head += 4
+            pos += head + length
+        if pos > end:
+            self._skip = pos - end
+        else:
+            self._skip = 0
+            self._partial = data[pos:]
+        return False
 
     def _receive_handshake(self, data: bytes | None) -> Iterator[WsEvent]:
         # Give h11 the HTTP head and nothing after it: wsproto would drop frames that follow

@@ -21,15 +21,20 @@ A subclass implements these primitives (see `SessionDriver` for their contracts)
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
+import secrets
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeAlias, TypeVar, cast, overload
 
 import attrs
 
+# Reconnecting clients (the policy in _backoff, the loop in _reconnect) are exported here:
+# what a reconnecting driver uses belongs with the rest of the driver layer.
+from ._backoff import RETRIED_CLOSE_CODES, RETRIED_STATUS_CODES, Reconnector, should_retry
 from ._config import Accept, Reject
 from ._connection import Connection
 from ._errors import (
@@ -63,25 +68,36 @@ from ._events import (
     UpgradeRequested,
 )
 from ._methods import Method
+from ._reconnect import Reconnecting, keep_connected
 from ._server import ServerConnection
 from ._state import State
+
+if TYPE_CHECKING:
+    # For `SessionDriver.hub`'s annotation only: the engine never imports the hub.
+    from session_hub import Hub
 
 __all__ = [
     "MAX_QUEUED_NOTIFICATIONS",
     "OUTCOMES",
+    "RETRIED_CLOSE_CODES",
+    "RETRIED_STATUS_CODES",
     "TEARDOWN_GRACE",
     "AnyNotificationHandler",
     "AnyRequestHandler",
     "Decision",
     "NotificationHandler",
+    "Reconnecting",
+    "Reconnector",
     "RequestHandler",
     "SessionDriver",
     "UpgradeHook",
     "WebSocketURL",
+    "keep_connected",
     "log_event",
     "parse_url",
     "result_of",
     "serve_session",
+    "should_retry",
     "upgrade_decision",
 ]
 
@@ -95,16 +111,51 @@ RequestHandler: TypeAlias = Callable[[Req], Awaitable[Resp]]
 """`async def handler(data: Req) -> Resp`: serves one method's requests."""
 NotificationHandler: TypeAlias = Callable[[Req], Awaitable[object]]
 """`async def handler(data: Req) -> None`: receives one method's notifications."""
-AnyRequestHandler: TypeAlias = Callable[[str, Any], Awaitable[Any]]
-"""`async def handler(method: str, data: Any) -> Any`: serves requests no handler of their
-own serves, raw JSON in and out."""
-AnyNotificationHandler: TypeAlias = Callable[[str, Any], Awaitable[object]]
-"""`async def handler(method: str, data: Any) -> None`: receives notifications no handler
-of their own receives, raw JSON."""
+AnyRequestHandler: TypeAlias = Callable[[RequestReceived], Awaitable[Any]]
+"""`async def handler(request: RequestReceived) -> Any`: serves requests no handler of their
+own serves; `request.method`, `request.data` (raw JSON) and `request.request_id`; the result
+goes out as raw JSON."""
+AnyNotificationHandler: TypeAlias = Callable[[NotificationReceived], Awaitable[object]]
+"""`async def handler(notification: NotificationReceived) -> None`: receives notifications no
+handler of their own receives; `notification.method` and `notification.data` (raw JSON)."""
 Decision: TypeAlias = Accept | Reject | None
 """What an upgrade hook decides: `Accept(...)`, `Reject(...)`, or `None` (accept)."""
 UpgradeHook: TypeAlias = Callable[[UpgradeRequested, Any], Decision | Awaitable[Decision]]
 """`on_upgrade(request, remote_address)`, sync or async: `Accept`, `Reject` or `None` (accept)."""
+
+
+class SessionHub(Protocol):
+    """What a session needs of a hub (`session_hub.Hub`, from `open_hub`).
+
+    A protocol, so that the driver layer imports no hub (nor the hub's dependencies): a
+    server given `hub=` calls these for each of its sessions.
+    """
+
+    def new_session_id(self) -> str:
+        """A new cluster-unique session id, held by this node."""
+
+    def attach(self, session: Any) -> None:
+        """Make `session` (whose `id` came from `new_session_id`) reachable from every node."""
+
+    def detach(self, session: Any) -> None:
+        """Forget `session` (it ended): it leaves all its groups. Safe to call twice."""
+
+    async def join(self, session: Any, group: str) -> None:
+        """Add `session` to `group`."""
+
+    async def leave(self, session: Any, group: str) -> None:
+        """Remove `session` from `group`."""
+
+
+# Sessions without a hub still have an id: this process's random prefix and a counter, the
+# shape of a hub's ids (node, dot, counter), so that logs and maps keyed by id read alike.
+_PROCESS_PREFIX = "local-" + secrets.token_hex(4)
+_session_numbers = itertools.count(1)
+
+
+def _local_session_id() -> str:
+    return f"{_PROCESS_PREFIX}.{next(_session_numbers)}"
+
 
 #: Notifications received and not yet handed to their handler, at most; at the bound the
 #: driver stops reading (what it read last may take the queue one read past it).
@@ -218,10 +269,14 @@ async def upgrade_decision(
     return decision
 
 
-async def serve_session(session: S, on_session: Callable[[S], Awaitable[object]]) -> None:
+async def serve_session(
+    session: S, on_session: Callable[[S], Awaitable[object]], *, hub: SessionHub | None = None
+) -> None:
     """Server: once the handshake of `session` is over, run `on_session(session)` on it.
 
-    A handshake that failed (rejected, timed out, the client left) ends here. The session
+    A handshake that failed (rejected, timed out, the client left) ends here. With `hub`,
+    the session gets an id from the hub and is attached to it before `on_session` runs
+    (detached when it ends). The session
     delivers no message before `on_session` first yields, so that it registers its handlers
     first. `on_session` returning does not close the session; `SessionClosed` from it is
     the session ending under it (logged at debug); any other exception is logged and
@@ -231,6 +286,8 @@ async def serve_session(session: S, on_session: Callable[[S], Awaitable[object]]
         await session.wait_handshake()
     except HandshakeError:
         return
+    if hub is not None:
+        session._attach_hub(hub)
     logger = session._logger
     try:
         await session._begin(_awaited(on_session(session)))
@@ -305,6 +362,9 @@ class SessionDriver(Generic[W, H]):
         self._conn = conn
         self._remote_address = remote_address
         self._upgrade_hook = upgrade_hook
+        # The session's id (minted when first read, or by the hub it is attached to).
+        self._id: str | None = None
+        self._hub: SessionHub | None = None
         self._request_handlers: dict[str, RequestHandler[Any, Any]] = {}
         self._notification_handlers: dict[str, NotificationHandler[Any]] = {}
         self._any_request: AnyRequestHandler | None = None
@@ -544,13 +604,16 @@ class SessionDriver(Generic[W, H]):
     @overload
     def on_any_request(self, handler: AnyRequestHandler) -> AnyRequestHandler: ...
     def on_any_request(self, handler: AnyRequestHandler | None = None) -> Any:
-        """Serve every request that no `on_request` handler serves: `handler(method, data)`.
+        """Serve every request that no `on_request` handler serves: `handler(request)`.
 
         Use it as a decorator (`@session.on_any_request()`) or call it with the handler.
-        The handler is `async def handler(method: str, data) -> result`, raw JSON in and
-        out; it runs as a request handler does (concurrently, `MethodError` for an error
-        response, cancelled by `$/cancel`). Without it, such requests are answered -32601.
-        Registering again replaces the handler.
+        The handler is `async def handler(request: RequestReceived) -> result`: the event
+        gives `method`, `data` (raw JSON) and `request_id`, and the result goes out as raw
+        JSON. It runs as a request handler does (concurrently, `MethodError` for an error
+        response, cancelled by `$/cancel`); raising a `ProtocolErrorResponse` (such as
+        `MethodNotFound(-32601, "...")`) answers with that protocol error object, so that a
+        proxy can pass the answers of another peer on as they were. Without it, such
+        requests are answered -32601. Registering again replaces the handler.
         """
 
         def register(handler: AnyRequestHandler) -> AnyRequestHandler:
@@ -567,12 +630,12 @@ class SessionDriver(Generic[W, H]):
     @overload
     def on_any_notification(self, handler: AnyNotificationHandler) -> AnyNotificationHandler: ...
     def on_any_notification(self, handler: AnyNotificationHandler | None = None) -> Any:
-        """Receive every notification that no `on_notification` handler takes: `handler(method, data)`.
+        """Receive every notification that no `on_notification` handler takes: `handler(notification)`.
 
         Use it as a decorator or call it with the handler. The handler is
-        `async def handler(method: str, data) -> None`, with raw JSON; it runs in the same
-        one-at-a-time, arrival-order line as the other notification handlers.
-        Registering again replaces the handler.
+        `async def handler(notification: NotificationReceived) -> None` (`method`, and
+        `data` as raw JSON); it runs in the same one-at-a-time, arrival-order line as the
+        other notification handlers. Registering again replaces the handler.
         """
 
         def register(handler: AnyNotificationHandler) -> AnyNotificationHandler:
@@ -672,6 +735,79 @@ class SessionDriver(Generic[W, H]):
         if isinstance(answer, ConnectionClosed):
             raise SessionClosed(answer.code, answer.reason)
         return float(answer) - sent_at
+
+    # -- the hub -----------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """This session's id: a string unique across the cluster of its hub.
+
+        A server's sessions given `serve(..., hub=hub)` get theirs from the hub (the node's
+        id, a dot, a counter), so that `hub.notify(id, ...)` and `hub.request(id, ...)` reach
+        them from any node. Any other session (a client's, a server's without a hub) has one
+        unique within this process (and random across processes), of the same shape.
+        """
+        if self._id is None:
+            self._id = _local_session_id()
+        return self._id
+
+    @property
+    def hub(self) -> Hub | None:
+        """The hub this session is attached to (`serve(..., hub=hub)`), or `None`.
+
+        What an application run by the command line (`session-py serve module:on_session
+        --hub ...`) uses to reach other sessions: `await session.hub.broadcast(...)`.
+        """
+        return cast("Hub | None", self._hub)
+
+    async def join(self, group: str) -> None:
+        """Join `group` of the session's hub: `hub.broadcast(group, ...)` reaches it.
+
+        A session leaves all its groups when it ends.
+
+        Raises:
+            LocalProtocolError: the session has no hub (it was not served with `hub=`).
+            SessionClosed: the session has ended.
+        """
+        hub = self._hub_or_raise()
+        if self.closed:
+            raise SessionClosed(self._conn.close_code or 1006, self._conn.close_reason or "")
+        await hub.join(self, group)
+
+    async def leave(self, group: str) -> None:
+        """Leave `group` (nothing happens if the session is not a member, or has ended).
+
+        Raises:
+            LocalProtocolError: the session has no hub (it was not served with `hub=`).
+        """
+        hub = self._hub_or_raise()
+        if not self.closed:
+            await hub.leave(self, group)
+
+    def _hub_or_raise(self) -> SessionHub:
+        # A clear error rather than an implicit hub: groups without a hub would reach no
+        # one, and a silently private hub would hide a forgotten `hub=` in production.
+        if self._hub is None:
+            raise LocalProtocolError("this session has no hub: serve(..., hub=hub) gives its sessions one")
+        return self._hub
+
+    def _attach_hub(self, hub: SessionHub) -> None:
+        """Take an id from `hub` and attach to it (a server does, after the handshake)."""
+        if self.closed:
+            return  # ended already: it would never be detached
+        self._id = hub.new_session_id()
+        self._hub = hub
+        hub.attach(self)
+
+    def _detach_hub(self) -> None:
+        hub = self._hub
+        if hub is not None:
+            try:
+                hub.detach(self)
+            except Exception:
+                # The hub may be closed already (it was left before the server): the session
+                # ends anyway, and this runs inside the pump, which must not raise.
+                self._logger.warning("detaching session %s from its hub failed", self._id, exc_info=True)
 
     # -- closing -----------------------------------------------------------------------
 
@@ -779,7 +915,7 @@ class SessionDriver(Generic[W, H]):
         if handler is not None:
             delivery: _Delivery = (handler, event.method, (event.data,))
         elif self._any_request is not None:
-            delivery = (self._any_request, event.method, (event.method, event.data))
+            delivery = (self._any_request, event.method, (event,))
         else:  # not in a typed connection; answered as the engine would
             self._conn.send_protocol_error(event.request_id, ErrorCode.METHOD_NOT_FOUND, "method not found")
             return
@@ -827,7 +963,7 @@ class SessionDriver(Generic[W, H]):
         if handler is not None:
             self._notifications.append((handler, event.method, (event.data,)))
         elif self._any_notification is not None:
-            self._notifications.append((self._any_notification, event.method, (event.method, event.data)))
+            self._notifications.append((self._any_notification, event.method, (event,)))
         else:
             self._logger.debug("notification %r has no handler: dropped", event.method)
             return
@@ -914,4 +1050,5 @@ class SessionDriver(Generic[W, H]):
             self._wake(waiter, event)
         # The handlers still running can no longer answer.
         self._in_flight.clear()
+        self._detach_hub()  # it leaves all its groups
         self._session_ended()

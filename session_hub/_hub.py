@@ -131,6 +131,7 @@ class Hub:
         self._incoming_requests = 0
         self._random = random.Random()
         self._published_groups: set[str] = set()  # groups whose members the broker holds
+        self._resync = False  # a detach asks `_timers` for a `_sync`
 
     # -- state -----------------------------------------------------------------------
 
@@ -173,7 +174,10 @@ class Hub:
             return
         local.send.close()  # the delivery task ends once the queue is drained
         self._node.detach(session.id)
-        self._tg.start_soon(self._sync, "detach")
+        # The broker is brought in line by the timer task: a session may end in a callback
+        # that runs in no task (asyncio's `connection_lost`), where no task can be started.
+        self._resync = True
+        self._wake.set()
 
     async def join(self, session: LocalSession, group: str) -> None:
         """Add `session` to `group`.
@@ -262,7 +266,7 @@ class Hub:
             The response, converted to the method's response type.
 
         Raises:
-            RemoteError: the peer answered with an error (typed `.error`); protocol errors
+            RemoteError: the peer answered with an error (typed ``RemoteError.error``); protocol errors
                 raise its subclasses (`MethodNotFound`...).
             InvalidResponse: the answer does not fit the method's types.
             TimeoutError: no answer within `timeout`.
@@ -573,6 +577,9 @@ class Hub:
         # Canary, deaf check, lease renewal and request deadlines, from the node's schedule.
         while True:
             now = anyio.current_time()
+            if self._resync:
+                self._resync = False
+                self._tg.start_soon(self._sync, "detach")
             if self._broker.connected:
                 if self._node.deaf(now):
                     logger.warning(

@@ -69,8 +69,11 @@ class Gap:
     """Messages from `source` on `channel` that never arrived (the result of `receive`)."""
 
     channel: str
+    "The channel the messages were published on (a node's inbox or a group's channel)."
     source: str
+    "The id of the node that published them."
     lost: int
+    "How many: the jump in that source's sequence numbers on that channel."
 
 
 class Node:

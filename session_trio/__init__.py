@@ -8,16 +8,23 @@ loop is run (trio's `serve` is made for `nursery.start`).
 
 - `connect(url, ...)` / `unix_connect(path, ...)`: async context managers that open a
   client `Session`.
+- `reconnecting(url, ...)`: `async with` it, then `async for session in ...`: a new
+  `Session` after each one ends, with a backoff; `keep_connected(on_session, url, ...)`
+  is its callback form.
 - `serve(on_session, host, port, ...)` / `unix_serve(on_session, path, ...)` /
   `serve_listeners(on_session, listeners, ...)`: serve sessions, for `nursery.start(...)`.
-- `Session`: `request`, `notify`, `on_request`, `on_notification`, `ping`, `close`.
+- `Session`: `request`, `notify`, `on_request`, `on_notification`, `ping`, `close`,
+  `id`, `join`, `leave`.
+- `open_hub(url=None)`: the hub (`serve(..., hub=hub)`): groups, broadcast, requests to any
+  session on any node; in-process, or over Redis (`redis://...`).
 """
 
 from __future__ import annotations
 
 from session_core.driver import NotificationHandler, RequestHandler, UpgradeHook
+from session_hub import open_hub
 
-from ._client import connect, unix_connect
+from ._client import connect, keep_connected, reconnecting, unix_connect
 from ._server import OnSession, serve, serve_listeners, unix_serve
 from ._session import Session
 
@@ -28,6 +35,9 @@ __all__ = [
     "Session",
     "UpgradeHook",
     "connect",
+    "keep_connected",
+    "open_hub",
+    "reconnecting",
     "serve",
     "serve_listeners",
     "unix_connect",

@@ -35,7 +35,7 @@ SERVE_LOOP_TYPES = {
     "return",  # trio: NoReturn (it serves until cancelled); asyncio: the `Server`
 }
 
-FUNCTIONS = ["connect", "unix_connect", "serve", "unix_serve"]
+FUNCTIONS = ["connect", "unix_connect", "reconnecting", "keep_connected", "serve", "unix_serve"]
 ALIASES = ["NotificationHandler", "OnSession", "RequestHandler", "UpgradeHook"]
 
 
@@ -98,7 +98,7 @@ def test_session_is_an_async_context_manager_in_both() -> None:
         )
 
 
-@pytest.mark.parametrize("name", ["connect", "unix_connect"])
+@pytest.mark.parametrize("name", ["connect", "unix_connect", "reconnecting", "keep_connected"])
 def test_connecting_takes_the_same_parameters(name: str) -> None:
     trio_function, asyncio_function = getattr(session_trio, name), getattr(session_asyncio, name)
     trio_signature, asyncio_signature = inspect.signature(trio_function), inspect.signature(asyncio_function)
@@ -142,3 +142,28 @@ def test_handlers_and_callbacks_may_return_anything() -> None:
     for module in (session_trio, session_asyncio):
         for name in ("NotificationHandler", "OnSession"):
             assert typing.get_args(getattr(module, name))[-1] == Awaitable[object], (module, name)
+
+
+def test_reconnecting_takes_the_options_of_connect_and_a_backoff() -> None:
+    for module in (session_trio, session_asyncio):
+        connect = [_described(p) for p in _params(module.connect).values()]
+        assert [_described(p) for p in _params(module.reconnecting).values()] == [
+            *connect,
+            ("backoff", inspect.Parameter.KEYWORD_ONLY, None, "Backoff | None"),
+        ]
+        assert [_described(p) for p in _params(module.keep_connected).values()][1:] == [
+            _described(p) for p in _params(module.reconnecting).values()
+        ]
+
+
+def test_the_hub_is_one_for_both_adapters() -> None:
+    # `open_hub` runs on anyio under either loop: both adapters export the same function.
+    assert session_trio.open_hub is session_asyncio.open_hub
+
+
+@pytest.mark.parametrize("module", [session_trio, session_asyncio])
+def test_serving_takes_a_hub_and_reuse_port(module: Any) -> None:
+    assert {"hub", "reuse_port"} <= _params(module.serve).keys()
+    assert "hub" in _params(module.unix_serve)
+    for name in ("id", "hub", "join", "leave"):
+        assert name in _public_members(module.Session), name

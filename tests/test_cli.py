@@ -613,6 +613,36 @@ def test_listen_prints_and_answers_requests(options: list[str], close_code: int,
         assert done.err == ""
 
 
+def test_listen_reconnect_goes_on_across_a_server_restart_on_the_same_port() -> None:
+    # The first server greets, then shuts down (1001, retried); a second one comes up on
+    # the same port a little later and greets too: `--reconnect` hears both.
+    async def greet(number: int) -> Callable[[session_asyncio.Session], Awaitable[None]]:
+        async def on_session(session: session_asyncio.Session) -> None:
+            await session.notify("hello", number)
+
+        return on_session
+
+    async def scenario() -> tuple[Result, str]:
+        first = await session_asyncio.serve(await greet(1), "127.0.0.1", 0)
+        port = first.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/"
+        listening = asyncio.ensure_future(acli("listen", url, "--reconnect", "--count", "2"))
+        await asyncio.sleep(0.3)
+        first.close()
+        await first.wait_closed()
+        await asyncio.sleep(0.3)  # the client finds nobody there, and retries
+        async with await session_asyncio.serve(await greet(2), "127.0.0.1", port):
+            return await asyncio.wait_for(listening, 15), url
+
+    reconnected, url = asyncio.run(scenario())
+    assert reconnected.status == 0
+    assert reconnected.out == (
+        '{"type":"notification","method":"hello","data":1}\n'
+        '{"type":"notification","method":"hello","data":2}\n'
+    )
+    assert reconnected.err.splitlines() == [f"session-py: reconnected to {url}"]
+
+
 def test_listen_stops_when_stdout_is_gone(demo: DemoServer) -> None:
     class Gone(io.StringIO):
         def write(self, text: str) -> int:
@@ -726,3 +756,124 @@ def test_serve_cannot_listen_exits_5() -> None:
         done = cli("serve", f"127.0.0.1:{port}")
     assert done.status == _common.EXIT_CONNECT
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in the_error(done)
+
+
+# -- serve: an application, workers, a hub -------------------------------------------------
+
+from tests.hub.apps import BROADCAST, JOIN, Client  # noqa: E402
+from tests.hub.conftest import RedisServer, redis_server  # noqa: E402, F401
+
+
+class AppServer(DemoServer):
+    """`session-py serve APP ...` in a subprocess (its workers' logs collected too)."""
+
+    def __init__(self, *argv: str) -> None:
+        self.process = subprocess.Popen(
+            command("serve", *argv), stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT
+        )
+        self.log = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.url = self.wait_for("listening on ws://").split()[-1]
+        self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "app", "address"),
+    [
+        (["myapp:on_session"], "myapp:on_session", ("127.0.0.1", 8765)),
+        (["pkg.mod:app.on_session", ":9000"], "pkg.mod:app.on_session", (None, 9000)),
+        (["127.0.0.1:9000", "myapp:on_session"], "myapp:on_session", ("127.0.0.1", 9000)),
+        (["localhost:9000"], None, ("localhost", 9000)),
+        ([], None, ("127.0.0.1", 8765)),
+    ],
+)
+def test_serve_tells_an_app_from_an_address(argv: list[str], app: str | None, address: Any) -> None:
+    args = build_parser().parse_args(["serve", *argv])
+    assert (args.app, args.address, args.workers, args.loop, args.hub) == (app, address, 1, "asyncio", None)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["a:b", "c:d"],
+        ["a:b", "1:2", "3:4"],
+        ["--workers", "0"],
+        ["--loop", "gevent"],
+        ["--hub", "http://x"],
+        ["host:99999"],
+    ],
+)
+def test_serve_usage_errors_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as raised, contextlib.redirect_stderr(io.StringIO()):
+        build_parser().parse_args(["serve", *argv])
+    assert raised.value.code == 2
+
+
+def test_serve_usage_errors_found_when_running_exit_2() -> None:
+    assert cli("serve", "--loop", "trio").status == _common.EXIT_USAGE  # the demo is asyncio's
+    done = cli("serve", "no_such_module_xyz:on_session", "127.0.0.1:0")
+    assert done.status == _common.EXIT_USAGE
+    assert "cannot load the application 'no_such_module_xyz:on_session'" in the_error(done)
+
+
+@pytest.mark.parametrize("loop", ["trio", "asyncio"])
+def test_serve_app_in_two_workers_on_one_port_with_a_redis_hub(
+    redis_server: RedisServer,  # noqa: F811 - the fixture of tests/hub/conftest.py
+    loop: str,
+) -> None:
+    server = AppServer(
+        "tests.hub.apps:on_session",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--hub",
+        redis_server.url,
+        "--loop",
+        loop,
+    )
+    try:
+        server.wait_for("listening on ws://", count=2)
+        ports = {line.rsplit(":", 1)[1] for line in server.log if "listening on" in line}
+        assert len(ports) == 1  # both workers on one port
+
+        async def clients() -> None:
+            async with contextlib.AsyncExitStack() as stack:
+                sessions = [
+                    Client(await stack.enter_async_context(session_asyncio.connect(server.url)), f"c{i}")
+                    for i in range(12)
+                ]
+                ids = [await client.session.request(JOIN, "all") for client in sessions]
+                # The kernel spread them over both workers (2 * 2**-12 to fail), each a node.
+                assert len({i.rpartition(".")[0] for i in ids}) == 2
+                await asyncio.sleep(0.3)  # the groups' subscriptions settle on each node
+                await sessions[0].session.request(BROADCAST, ["all", "hello"])
+                for client in sessions:
+                    assert await client.wait_chats(1) == ["hello"]  # every one, once
+
+        asyncio.run(clients())
+    finally:
+        status = server.stop(signal.SIGINT)
+    assert status == 0, server.log
+    assert server.log[-1].endswith(" stopped"), server.log
+    assert sum(line.endswith("] stopped") for line in server.log) == 2, server.log  # each worker
+
+
+def test_serve_a_worker_that_cannot_listen_stops_them_all() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            command("serve", "tests.hub.apps:on_session", f"127.0.0.1:{port}", "--workers", "2"),
+            capture_output=True,
+            text=True,
+            env=env(),
+            cwd=ROOT,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == _common.EXIT_CONNECT, done
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "stopping the others" in done.stderr

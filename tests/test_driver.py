@@ -17,7 +17,14 @@ import trio
 import session_asyncio
 import session_core.driver
 import session_trio
-from session_core import Method, MethodError, MethodNotFound, RemoteError
+from session_core import (
+    Method,
+    MethodError,
+    MethodNotFound,
+    NotificationReceived,
+    RemoteError,
+    RequestReceived,
+)
 
 Sleep = Callable[[float], Awaitable[object]]
 Driver = session_core.driver.SessionDriver[Any, Any]
@@ -36,15 +43,21 @@ def test_exports() -> None:
         "MAX_QUEUED_NOTIFICATIONS",
         "NotificationHandler",
         "OUTCOMES",
+        "RETRIED_CLOSE_CODES",
+        "RETRIED_STATUS_CODES",
+        "Reconnecting",
+        "Reconnector",
         "RequestHandler",
         "SessionDriver",
         "TEARDOWN_GRACE",
         "UpgradeHook",
         "WebSocketURL",
+        "keep_connected",
         "log_event",
         "parse_url",
         "result_of",
         "serve_session",
+        "should_retry",
         "upgrade_decision",
     ]
     for name in session_core.driver.__all__:
@@ -98,18 +111,21 @@ def test_catch_alls_take_what_no_handler_of_its_own_takes(adapter: str) -> None:
             return seen
 
         @session.on_any_request()
-        async def _(method: str, data: Any) -> Any:
-            if method == "fail":
-                raise MethodError({"why": data})
-            return {"method": method, "data": data}
+        async def _(request: RequestReceived) -> Any:
+            if request.method == "fail":
+                raise MethodError({"why": request.data})
+            if request.method == "forward":
+                raise MethodNotFound(-32601, "method not found: forwarded")
+            assert request.request_id >= 1
+            return {"method": request.method, "data": request.data}
 
         @session.on_notification(slow)
         async def _(n: int) -> None:
             seen.append(f"slow {n}")
 
         @session.on_any_notification()
-        async def _(method: str, data: Any) -> None:
-            seen.append(f"{method} {data!r}")
+        async def _(notification: NotificationReceived) -> None:
+            seen.append(f"{notification.method} {notification.data!r}")
 
     async def client(session: Driver, sleep: Sleep) -> None:
         # Raw JSON in and out, by name; the typed handlers keep their own methods.
@@ -121,6 +137,10 @@ def test_catch_alls_take_what_no_handler_of_its_own_takes(adapter: str) -> None:
         with pytest.raises(RemoteError) as failed:
             await session.request("fail", 7)
         assert failed.value.error == {"why": 7}
+        # A protocol error raised by the catch-all goes out as that protocol error object.
+        with pytest.raises(MethodNotFound) as forwarded:
+            await session.request("forward", None)
+        assert forwarded.value.message == "method not found: forwarded"
         await session.notify("hello", [1, "a"])
         await session.notify(slow, 3)
         await session.notify("bye", None)

@@ -22,7 +22,8 @@ def test_every_export_exists_and_is_documented() -> None:
 def test_exports_are_pinned() -> None:
     assert sorted(session_core.__all__) == sorted(
         [
-            "Accept", "CANCEL_METHOD", "CancelRequested", "ClientConnection", "CloseCode", "Config",
+            "Accept", "Backoff", "CANCEL_METHOD", "CancelRequested", "ClientConnection", "CloseCode",
+            "Config",
             "Connection", "ConnectionClosed",
             "EncodingError", "ErrorCode", "ErrorResponseReceived", "Event", "HandshakeAccepted", "Headers",
             "HandshakeError", "HandshakeRejected", "InternalError", "InvalidMessageReceived",

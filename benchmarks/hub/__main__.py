@@ -1,0 +1,9 @@
+"""`python -m benchmarks.hub`: see `benchmarks.hub.cli`."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
