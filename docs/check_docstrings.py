@@ -24,6 +24,9 @@ from sphinx.pycode import ModuleAnalyzer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+#: The top-level packages whose classes' members are checked, inherited ones included.
+ROOTS = ("session_core", "session_trio", "session_asyncio", "session_cli", "session_hub")
+
 PACKAGES = (
     "session_core",
     "session_core.driver",
@@ -43,7 +46,7 @@ def documented_data(package: Any, name: str, value: Any) -> bool:
     """Whether a private module (of `package`, or of the core, which the adapters re-export
     from) that holds the data `name` documents it."""
     core = importlib.import_module("session_core")
-    names = [info.name for info in pkgutil.iter_modules(core.__path__, "session_core.")]
+    names = [info.name for info in pkgutil.walk_packages(core.__path__, "session_core.")]
     if hasattr(package, "__path__"):
         names += [info.name for info in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
     else:  # a module such as `session_core.driver`: it documents its own data
@@ -64,7 +67,10 @@ def missing_in_class(cls: type, public: str) -> Iterator[str]:
     for name in fields:
         if not name.startswith("_") and (cls.__qualname__, name) not in docs:
             yield f"{public}.{name} (field)"
-    for name, member in vars(cls).items():
+    # Members a class gets from the project's own bases count too (the driver's mixins).
+    own = [c for c in cls.__mro__ if c.__module__.split(".")[0] in ROOTS]
+    members = {name: member for c in reversed(own) for name, member in vars(c).items()}
+    for name, member in members.items():
         if name.startswith("_") or name in fields:
             continue
         target = member.fget if isinstance(member, property) else member

@@ -370,6 +370,15 @@ class Harness:
         self.open = self.conn.state is State.OPEN
         if self.open:
             self._settle()
+        elif self.conn.state is State.CLOSED:
+            # Input that came with the upgrade request broke the protocol as soon as
+            # `accept()` let it be read: the session ended in the same call.
+            for event in self._events():
+                if not isinstance(event, ConnectionClosed):
+                    raise Violation(f"{event!r} in a session that failed as it opened")
+                if event.code not in ENDING_CODES or not self.conn.should_close_transport:
+                    raise Violation(f"a session that failed as it opened ended with {event!r}")
+                self.closed = True
 
     def _check_failed_handshake(self, events: list[Event], *, server: bool) -> None:
         conn = self.conn

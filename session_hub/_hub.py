@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -47,7 +47,12 @@ QUEUE_FULL_CLOSE_CODE = CloseCode.TRY_AGAIN_LATER
 
 class LocalSession(Protocol):
     """What the hub needs from a session of an adapter (`session_trio.Session`,
-    `session_asyncio.Session` satisfy it)."""
+    `session_asyncio.Session` satisfy it).
+
+    A session may also have `notify_nowait(method, data) -> bool` (the adapters' do): the
+    hub then sends without a task switch while the session's transport takes more, and
+    queues only what it does not take.
+    """
 
     @property
     def id(self) -> str:
@@ -71,10 +76,19 @@ _Item = tuple[Method[Any, Any, Any], Any]
 
 
 class _Local:
-    __slots__ = ("receive", "send", "session")
+    __slots__ = ("nowait", "pending", "receive", "send", "session")
 
     def __init__(self, session: LocalSession, queue_size: int) -> None:
         self.session = session
+        # The adapters' sessions send a notification without a task switch when their
+        # transport takes more (`notify_nowait`): a broadcast to N local members is then N
+        # cheap calls, and the queue and the delivery task only carry a backlog.
+        self.nowait: Callable[[Method[Any, Any, Any], Any], bool] | None = getattr(
+            session, "notify_nowait", None
+        )
+        # Items queued and not yet sent by the delivery task: while any is, a new one must
+        # queue behind it (sending it at once would overtake them).
+        self.pending = 0
         self.send: MemoryObjectSendStream[_Item]
         self.receive: MemoryObjectReceiveStream[_Item]
         self.send, self.receive = anyio.create_memory_object_stream[_Item](queue_size)
@@ -336,8 +350,19 @@ class Hub:
         local = self._sessions.get(session_id)
         if local is None:
             return
+        if local.nowait is not None and not local.pending:
+            try:
+                if local.nowait(method, data):
+                    return
+            except SessionClosed:
+                self.detach(local.session)
+                return
+            except Exception:
+                logger.exception("hub %s: notification to session %s failed", self._name, session_id)
+                return
         try:
             local.send.send_nowait((method, data))
+            local.pending += 1
         except anyio.WouldBlock:
             # The bounded queue is full: the session's peer does not keep up. Closing it is
             # the stated policy (1013, try again later); blocking would hold up the read loop.
@@ -529,6 +554,8 @@ class Hub:
                     return
                 except Exception:
                     logger.exception("hub %s: notification to session %s failed", self._name, session.id)
+                finally:
+                    local.pending -= 1
 
     async def _close(self, session: LocalSession, code: int, reason: str) -> None:
         try:

@@ -25,6 +25,8 @@ from typing import Any
 
 import attrs
 
+from session_core import Backoff
+
 from ._envelope import Envelope, Kind, decode, encode
 from ._errors import InvalidEnvelope, MessageTooLarge
 
@@ -32,6 +34,15 @@ from ._errors import InvalidEnvelope, MessageTooLarge
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0:
         raise ValueError(f"{attribute.name} must be positive, not {value!r}")
+
+
+#: How a node reconnects to its broker by default: soon, then less and less often.
+_BROKER_BACKOFF = Backoff(initial=0.05, factor=2.0, max_delay=5.0, jitter=0.5)
+
+
+def _retries_forever(_: Any, attribute: attrs.Attribute[Any], value: Backoff) -> None:
+    if value.max_retries is not None:
+        raise ValueError(f"{attribute.name}: a hub node reconnects forever; max_retries must be None")
 
 
 @attrs.frozen(kw_only=True)
@@ -54,10 +65,10 @@ class HubConfig:
     "Seconds `Hub.request` waits for an answer when no timeout is given."
     operation_timeout: float = attrs.field(default=2.0, validator=_positive)
     "Seconds one broker command may take before it counts as a failure (no hang)."
-    backoff_initial: float = attrs.field(default=0.05, validator=_positive)
-    "First reconnection delay, in seconds; it doubles at each failure."
-    backoff_max: float = attrs.field(default=5.0, validator=_positive)
-    "Longest reconnection delay, in seconds."
+    backoff: Backoff = attrs.field(factory=lambda: _BROKER_BACKOFF, validator=_retries_forever)
+    """Delays between reconnections to the broker: the reconnecting clients' `Backoff`,
+    from 50 ms doubling up to 5 s, half of each delay random. A node retries forever, so
+    its `max_retries` must stay `None`; a successful connection starts the count again."""
     prefix: str = "session-py:"
     "Prefix of every channel and key, so that several clusters can share one Redis."
     max_incoming_requests: int = attrs.field(default=1024, validator=_positive)
@@ -332,13 +343,12 @@ class Node:
         Args:
             random: a value in [0, 1) from the caller's random source.
 
-        Exponential from `backoff_initial` up to `backoff_max`, and a random half of it on
-        top of the other half, so that nodes that lost the same broker do not all come back
-        in the same instant.
+        `HubConfig.backoff`'s delay for the failures in a row so far (jittered, so that
+        nodes that lost the same broker do not all come back in the same instant).
         """
-        cap = min(self.config.backoff_max, self.config.backoff_initial * 2.0**self._failures)
+        delay = self.config.backoff.delay(self._failures, random)
         self._failures = min(self._failures + 1, 64)
-        return cap / 2 + cap / 2 * random
+        return delay
 
 
 def unique(ids: Iterable[str]) -> tuple[str, ...]:

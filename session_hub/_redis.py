@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 import warnings
 from collections.abc import AsyncIterator, Collection
@@ -28,11 +29,14 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", BytesWarning)
     import coredis
     import coredis.exceptions
+    import coredis.patterns.pipeline  # `pipeline()` would import it later, unfiltered
     from coredis.retry import NoRetryPolicy
 
 from ._broker import BrokerEvents
 from ._errors import HubUnavailable
 from ._node import HubConfig
+
+logger = logging.getLogger("session_hub")
 
 # KEYS: members key, index key; ARGV: node id, lease in ms, members...
 _PUT_MEMBERS = """
@@ -71,6 +75,19 @@ return out
 _BROKER_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
 
 
+class _Publish:
+    """One PUBLISH waiting in the outbox, and its outcome."""
+
+    __slots__ = ("channel", "count", "done", "error", "payload")
+
+    def __init__(self, channel: str, payload: bytes) -> None:
+        self.channel = channel
+        self.payload = payload
+        self.done = anyio.Event()
+        self.count = 0
+        self.error: HubUnavailable | None = None
+
+
 class RedisBroker:
     """One node's connections to Redis: a subscription, and a pool for commands."""
 
@@ -86,6 +103,11 @@ class RedisBroker:
         self._pubsub: Any = None
         self._connected = False
         self._scope: anyio.CancelScope | None = None
+        # PUBLISHes made while one is on its way leave together in one pipeline: a command
+        # through coredis costs about 300 us of CPU, a pipeline of ten about 600 us.
+        self._outbox: list[_Publish] = []
+        self._outbox_ready = anyio.Event()
+        self._publishing = False  # the publisher task runs
 
     @property
     def connected(self) -> bool:
@@ -99,7 +121,15 @@ class RedisBroker:
             yield
 
     async def run(self, events: BrokerEvents, *, task_status: TaskStatus[None]) -> None:
-        """Subscribe and deliver messages; on any loss, report, back off and start again."""
+        """Subscribe and deliver messages; on any loss, report, back off and start again.
+
+        The publisher (the outbox's task) runs beside it for as long.
+        """
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._publisher)
+            await self._subscriber(events, task_status)
+
+    async def _subscriber(self, events: BrokerEvents, task_status: TaskStatus[None]) -> None:
         started = False
         while True:
             reason = "closed"
@@ -169,9 +199,62 @@ class RedisBroker:
             raise HubUnavailable(f"redis: {_describe(exc)}") from None
 
     async def publish(self, channel: str, payload: bytes) -> int:
-        """PUBLISH; return how many subscribers received it."""
-        result: int = await self._command(self._client.publish(channel, payload))
-        return result
+        """PUBLISH; return how many subscribers received it.
+
+        Publishes leave in the order of the calls (one task sends them, a batch at a time),
+        so that the sequence numbers of a channel reach Redis in order.
+        """
+        if not (self._connected and self._publishing):
+            raise HubUnavailable("redis: not connected")
+        item = _Publish(channel, payload)
+        self._outbox.append(item)
+        self._outbox_ready.set()
+        await item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.count
+
+    async def _publisher(self) -> None:
+        self._publishing = True
+        batch: list[_Publish] = []
+        try:
+            while True:
+                await self._outbox_ready.wait()
+                self._outbox_ready = anyio.Event()
+                batch, self._outbox = self._outbox, []
+                try:
+                    if len(batch) == 1:
+                        item = batch[0]
+                        item.count = await self._command(self._client.publish(item.channel, item.payload))
+                    elif batch:
+                        counts = await self._command(self._pipeline(batch))
+                        for item, count in zip(batch, counts, strict=True):
+                            item.count = count
+                except HubUnavailable as exc:
+                    for item in batch:
+                        item.error = exc
+                except Exception as exc:
+                    # Not a broker failure: a bug. Its callers fail; the publisher goes on,
+                    # or every later publish of this node would wait forever.
+                    logger.exception("redis: publishing failed")
+                    for item in batch:
+                        item.error = HubUnavailable(f"redis: {_describe(exc)}")
+                for item in batch:
+                    item.done.set()
+        finally:
+            # The hub is closing: nobody may be left waiting for a publish that never leaves.
+            self._publishing = False
+            closed = HubUnavailable("redis: the hub is closed")
+            for item in (*batch, *self._outbox):
+                if not item.done.is_set():
+                    item.error = closed
+                    item.done.set()
+            self._outbox.clear()
+
+    async def _pipeline(self, batch: list[_Publish]) -> list[int]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            replies = [pipe.publish(item.channel, item.payload) for item in batch]
+        return [await reply for reply in replies]
 
     async def subscribe(self, channel: str) -> None:
         """SUBSCRIBE on the current subscription connection."""

@@ -7,8 +7,10 @@ both adapters get from the one place that dispatches handlers.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +69,60 @@ def test_exports() -> None:
 def test_both_sessions_are_drivers() -> None:
     assert issubclass(session_trio.Session, session_core.driver.SessionDriver)
     assert issubclass(session_asyncio.Session, session_core.driver.SessionDriver)
+
+
+# What an adapter subclass implements or may override: the contract both adapters (and any
+# third driver) are written against, whichever module of the package defines each one.
+PRIMITIVES = (
+    "_now",
+    "_clock",
+    "_new_waiter",
+    "_park",
+    "_wake",
+    "_spawn",
+    "_spawn_notifier",
+    "_cancel",
+    "_flush",
+    "_sent",
+    "_arm_timer",
+    "_write_blocked",
+    "_drained",
+    "_checkpoint",
+    "_session_ended",
+    "_begin",
+    "start",
+    "wait_closed",
+)
+
+
+@pytest.mark.parametrize("session_class", [session_trio.Session, session_asyncio.Session])
+def test_the_adapters_implement_every_primitive_the_driver_leaves_open(session_class: type[Driver]) -> None:
+    base = session_core.driver.SessionDriver
+    for name in PRIMITIVES:
+        assert callable(getattr(base, name)), name
+    # The ones the driver cannot do itself: an adapter that misses one would fail only when
+    # the session first needs it.
+    optional = {"_clock", "_sent", "_session_ended", "_begin"}
+    for name in PRIMITIVES:
+        if name not in optional:
+            assert getattr(session_class, name) is not getattr(base, name), (session_class, name)
+
+
+def test_the_driver_package_imports_no_io() -> None:
+    # Like the engine (tests/core/test_purity.py): no socket, loop, thread, clock or random
+    # in any module of the driver layer.
+    forbidden = {"socket", "asyncio", "trio", "selectors", "threading", "time", "random", "ssl"}
+    package = Path(session_core.driver.__file__).parent
+    modules = sorted(package.glob("*.py"))
+    assert len(modules) >= 5
+    for path in modules:
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+        assert not imported & forbidden, path.name
 
 
 def _run_trio(on_session: Callable[[Any], Awaitable[object]], client: Scenario) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import session_core.driver
+import session_core.driver._dispatch
 from session_core import Config, Method, SessionClosed
 from tests import wire
 from tests.methods import AnySession, echo
@@ -127,7 +127,7 @@ async def test_a_flood_of_notifications_stops_the_reader_at_the_bound(
     # most MAX_QUEUED_NOTIFICATIONS (and what one read brings), then the server stops
     # reading and TCP pushes back on the client. Released, the handler gets every one of
     # them, in order.
-    monkeypatch.setattr(session_core.driver, "MAX_QUEUED_NOTIFICATIONS", 4)
+    monkeypatch.setattr(session_core.driver._dispatch, "MAX_QUEUED_NOTIFICATIONS", 4)
     release = backend.event()
     got: list[int] = []
     sessions: list[AnySession] = []

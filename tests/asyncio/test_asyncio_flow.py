@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import session_asyncio
-import session_core.driver
+import session_core.driver._dispatch
 from session_core import Config, Method
 
 from .support import UPGRADE, AddArgs, add, echo, masked_frame, running, url_of
@@ -109,7 +109,7 @@ async def test_a_flood_of_notifications_stops_reading_at_the_bound(monkeypatch: 
     # most MAX_QUEUED_NOTIFICATIONS (and what one read brings), in one task, then the
     # server stops reading and TCP pushes back on the client. Released, the handler gets
     # every one of them, in order.
-    monkeypatch.setattr(session_core.driver, "MAX_QUEUED_NOTIFICATIONS", 4)
+    monkeypatch.setattr(session_core.driver._dispatch, "MAX_QUEUED_NOTIFICATIONS", 4)
     release = asyncio.Event()
     got: list[int] = []
     server_side: asyncio.Future[session_asyncio.Session] = asyncio.get_running_loop().create_future()

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 
+from session_core import Backoff
 from session_hub import HubConfig
 
 from .apps import on_session
@@ -23,8 +24,7 @@ CONFIG = HubConfig(
     canary_interval=0.1,
     canary_timeout=0.6,
     operation_timeout=0.5,
-    backoff_initial=0.02,
-    backoff_max=0.2,
+    backoff=Backoff(initial=0.02, max_delay=0.2),
     request_timeout=5.0,
 )
 

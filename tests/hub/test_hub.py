@@ -26,7 +26,7 @@ import attrs
 import pytest
 import trio.testing
 
-from session_core import Method, MethodNotFound, ProtocolErrorResponse, RemoteError, SessionClosed
+from session_core import Backoff, Method, MethodNotFound, ProtocolErrorResponse, RemoteError, SessionClosed
 from session_hub import (
     QUEUE_FULL_CLOSE_CODE,
     Hub,
@@ -45,8 +45,7 @@ CONFIG = HubConfig(
     canary_interval=0.1,
     canary_timeout=0.6,
     operation_timeout=0.5,
-    backoff_initial=0.02,
-    backoff_max=0.2,
+    backoff=Backoff(initial=0.02, max_delay=0.2),
     request_timeout=5.0,
     queue_size=8,
 )

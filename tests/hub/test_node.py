@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from session_core import Backoff
 from session_hub import HubConfig, Kind, MessageTooLarge, Node, decode
 
 CONFIG = HubConfig(lease=9.0, canary_interval=1.0, canary_timeout=3.0, request_timeout=30.0)
@@ -173,14 +174,19 @@ def test_lease_renewed_every_third() -> None:
 
 @given(st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=20))
 def test_backoff_grows_is_capped_and_jittered(randoms: list[float]) -> None:
-    config = HubConfig(backoff_initial=0.1, backoff_max=2.0)
+    config = HubConfig(backoff=Backoff(initial=0.1, max_delay=2.0))
     node = Node("n1", config)
     for attempt, r in enumerate(randoms):
         cap = min(2.0, 0.1 * 2**attempt)
         delay = node.backoff(r)
         assert cap / 2 <= delay <= cap
     node.connected(0.0)
-    assert node.backoff(0.0) == 0.05  # reset by a successful connection
+    assert node.backoff(0.0) == 0.1  # reset by a successful connection (0: no jitter taken off)
+
+
+def test_a_node_reconnects_forever() -> None:
+    with pytest.raises(ValueError, match="max_retries"):
+        HubConfig(backoff=Backoff(max_retries=3))
 
 
 @given(

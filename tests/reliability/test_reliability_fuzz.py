@@ -82,6 +82,32 @@ def test_broken_handshakes_end_cleanly_on_both_sides(case: Case) -> None:
     run_case(case)
 
 
+def test_a_session_that_fails_as_it_opens_ends_cleanly() -> None:
+    # Found by the fuzzer in CI: a broken frame right behind the upgrade request fails the
+    # session (1002) in the very call to `accept()` that lets it be read.
+    upgrade = (
+        b"GET / HTTP/1.1\r\nHost: fuzz.test:80\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: vd2wAgQkrd3IegFCB5L43Q==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    config = Config(keepalive_interval=None, keepalive_timeout=None, close_timeout=None)
+    case = Case(
+        role=Role.SERVER,
+        typed=False,
+        config=config,
+        ops=(),
+        chunk=None,
+        wait_for_start=False,
+        handshake=upgrade + b"\xff\x81\x80\x00\x00\x00\x00",
+    )
+    run_case(case)
+    server = Connection.server(now=0.0, config=config)
+    server.receive_data(case.handshake or b"", 0.0)
+    server.events()
+    server.accept(now=0.0)
+    assert server.events() == [ConnectionClosed(code=1002, reason=server.close_reason)]
+    assert server.should_close_transport
+
+
 @settings(FUZZ, max_examples=80)
 @given(st.binary(max_size=3000))
 def test_cases_decoded_from_arbitrary_bytes(data: bytes) -> None:

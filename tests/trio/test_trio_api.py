@@ -41,6 +41,7 @@ def test_session_public_members_are_documented() -> None:
         "join",
         "leave",
         "notify",
+        "notify_nowait",
         "on_any_notification",
         "on_any_request",
         "on_notification",

@@ -20,11 +20,11 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Self, TypeVar
 
-from ._backoff import Backoff, Reconnector
-from ._errors import LocalProtocolError, SessionClosed
+from .._backoff import Backoff, Reconnector
+from .._errors import LocalProtocolError, SessionClosed
 
 if TYPE_CHECKING:
-    from .driver import SessionDriver
+    from ._session import SessionDriver
 
 __all__ = ["Reconnecting", "keep_connected"]
 
