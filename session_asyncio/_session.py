@@ -235,7 +235,7 @@ class Session(SessionDriver["asyncio.Future[Any]", "asyncio.Task[Any]"]):
         self._pump()
         if self._transport is not None and self._can_write:
             self._close_transport(self._transport)
-        self._notifications.clear()
+        self._drop_notifications()
         self._cancel_tasks(grace=False)
 
     def _abort(self) -> None:

@@ -8,13 +8,13 @@ An idle session is one task and no nursery of its own: tasks, nurseries, cancel 
 and parking lots are what a trio session's memory goes to, and a server holds thousands
 of idle sessions.
 
-- The session's task (`_run`) reads (64 KiB at a time), feeds the connection and pumps.
-  The connection's timer is the deadline of the cancel scope it reads in (every pump moves
-  it), so no task sleeps for it: when it expires, the task leaves the scope and calls
-  `handle_timer`. It stops reading while the driver says reading is blocked (TCP
-  back-pressure) and only waits in the same scope; cancelling that scope is how it is
-  woken (reading may resume, `start()`, the transport is to be closed). When the
-  connection is over it closes the transport and ends the handlers.
+- The session's task (`_run`, one coroutine) reads (64 KiB at a time), feeds the
+  connection and pumps. The connection's timer is the deadline of the cancel scope it
+  reads in (every pump moves it), so no task sleeps for it: when it expires, the task
+  leaves the scope and calls `handle_timer`. Before `start()`, and while the driver says
+  reading is blocked (TCP back-pressure), it waits in the same scope without reading,
+  until `start()` or a pump wakes it. When the connection is over it is woken by the
+  cancellation of its scope, closes the transport and ends the handlers.
 - A writer task exists only while a write waits for the socket. A write is shielded, so a
   cancellation never tears a frame; it is bounded (`TEARDOWN_GRACE`) only once the
   connection is over or the session is torn down.

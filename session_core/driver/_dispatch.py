@@ -59,9 +59,10 @@ class Dispatch(Pump[W, H]):
     _any_notification: AnyNotificationHandler | None
     # The peer's requests whose handler may still answer.
     _in_flight: dict[int, Call]
-    # Notifications (and requests behind them) waiting for their turn, and whether a task
+    # Notifications (and requests behind them) waiting for their turn (an empty tuple
+    # until the first: an empty deque is some 600 bytes, per session), and whether a task
     # delivers them.
-    _notifications: deque[Delivery]
+    _notifications: deque[Delivery] | tuple[()]
     _notifying: bool
 
     # -- registration ------------------------------------------------------------------
@@ -192,7 +193,7 @@ class Dispatch(Pump[W, H]):
         if self._notifying:
             # Notifications received before this request are still being handled: it
             # starts after them (in the delivery line), then runs concurrently.
-            self._notifications.append((None, event.method, (event.request_id, call, delivery)))
+            self._queue().append((None, event.method, (event.request_id, call, delivery)))
         else:
             call.handle = self._spawn(self._answer(event.request_id, call, delivery))
 
@@ -230,9 +231,9 @@ class Dispatch(Pump[W, H]):
     def _on_notification(self, event: NotificationReceived) -> None:
         handler = self._notification_handlers.get(event.method)
         if handler is not None:
-            self._notifications.append((handler, event.method, (event.data,)))
+            self._queue().append((handler, event.method, (event.data,)))
         elif self._any_notification is not None:
-            self._notifications.append((self._any_notification, event.method, (event,)))
+            self._queue().append((self._any_notification, event.method, (event,)))
         else:
             self._logger.debug("notification %r has no handler: dropped", event.method)
             return
@@ -240,10 +241,21 @@ class Dispatch(Pump[W, H]):
             self._notifying = True
             self._spawn_notifier(self._deliver_notifications())
 
+    def _queue(self) -> deque[Delivery]:
+        queue = self._notifications
+        if not isinstance(queue, deque):
+            queue = self._notifications = deque()
+        return queue
+
+    def _drop_notifications(self) -> None:
+        """Forget the notifications not yet delivered (a driver leaving at once)."""
+        if isinstance(self._notifications, deque):
+            self._notifications.clear()  # in place: the delivering task holds it
+
     async def _deliver_notifications(self) -> None:
         # One task at a time delivers the notifications, in order, and starts the requests
         # that arrived behind them; it ends when none wait.
-        queue = self._notifications
+        queue = self._queue()
         try:
             while queue:
                 handler, method, args = queue.popleft()

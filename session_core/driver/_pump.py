@@ -10,7 +10,7 @@ the session itself and because the pump calls their event handlers with no hop b
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, ClassVar, Generic, TypeVar
 
 from .._connection import Connection
@@ -48,8 +48,9 @@ class Pump(Generic[W, H]):
     # Whether the pump runs (an event's action may call it again), and the timer's deadline.
     _pumping: bool
     _timer_at: float | None
-    # Each event type's action, from the parts of the session.
-    _event_handlers: dict[type[Event], Callable[[Any], None]]
+    # The name of each event type's action, from the parts of the session: one table for
+    # all sessions (bound methods per session would be some 1.2 KB each).
+    _event_handlers: ClassVar[dict[type[Event], str]]
 
     # -- primitives (the adapter's) ---------------------------------------------------
 
@@ -159,7 +160,7 @@ class Pump(Generic[W, H]):
             events = conn.events()
             while events:
                 for event in events:
-                    handlers.get(type(event), self._log_event)(event)
+                    getattr(self, handlers.get(type(event), "_log_event"))(event)
                 events = conn.events()  # answering may resume held input
             self._flush()
             deadline = conn.get_timer()

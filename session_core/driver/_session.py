@@ -9,7 +9,6 @@ belongs to the session as a whole: its facts, closing it, and acting on its end.
 
 from __future__ import annotations
 
-from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -17,6 +16,7 @@ from .._connection import Connection
 from .._events import (
     CancelRequested,
     ConnectionClosed,
+    Event,
     HandshakeAccepted,
     Headers,
     NotificationReceived,
@@ -38,6 +38,19 @@ __all__ = ["SessionDriver"]
 
 W = TypeVar("W")
 H = TypeVar("H")
+
+
+_EVENT_HANDLERS: dict[type[Event], str] = {
+    **dict.fromkeys(OUTCOMES, "_on_outcome"),
+    RequestReceived: "_on_request",
+    NotificationReceived: "_on_notification",
+    CancelRequested: "_on_cancel_requested",
+    PongReceived: "_on_pong",
+    UpgradeRequested: "_on_upgrade_requested",
+    HandshakeAccepted: "_on_handshake_accepted",
+    UpgradeRejected: "_on_upgrade_rejected",
+    ConnectionClosed: "_on_closed",
+}
 
 
 class SessionDriver(Calls[W, H], Dispatch[W, H], Handshake[W, H], HubMember[W, H]):
@@ -71,6 +84,8 @@ class SessionDriver(Calls[W, H], Dispatch[W, H], Handshake[W, H], HubMember[W, H
       connection is over) and `_begin(coro)`.
     """
 
+    _event_handlers = _EVENT_HANDLERS
+
     def __init__(
         self, conn: Connection, *, remote_address: Any = None, upgrade_hook: UpgradeHook | None = None
     ) -> None:
@@ -88,7 +103,7 @@ class SessionDriver(Calls[W, H], Dispatch[W, H], Handshake[W, H], HubMember[W, H
         self._any_request = None
         self._any_notification = None
         self._in_flight = {}
-        self._notifications = deque()
+        self._notifications = ()
         self._notifying = False
         # Our requests and pings waiting (`Calls`).
         self._waiters = {}
@@ -100,17 +115,6 @@ class SessionDriver(Calls[W, H], Dispatch[W, H], Handshake[W, H], HubMember[W, H
         # The pump (`Pump`), and the part of the session that acts on each event.
         self._pumping = False
         self._timer_at = None
-        self._event_handlers = {
-            **dict.fromkeys(OUTCOMES, self._on_outcome),
-            RequestReceived: self._on_request,
-            NotificationReceived: self._on_notification,
-            CancelRequested: self._on_cancel_requested,
-            PongReceived: self._on_pong,
-            UpgradeRequested: self._on_upgrade_requested,
-            HandshakeAccepted: self._on_handshake_accepted,
-            UpgradeRejected: self._on_upgrade_rejected,
-            ConnectionClosed: self._on_closed,
-        }
 
     # -- facts -------------------------------------------------------------------------
 
