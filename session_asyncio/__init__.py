@@ -9,7 +9,7 @@ loop is run.
 
 from __future__ import annotations
 
-from session_hub import open_hub
+from typing import TYPE_CHECKING, Any
 
 from ._client import connect, keep_connected, reconnecting, unix_connect
 from ._server import OnSession, Server, serve, unix_serve
@@ -30,3 +30,16 @@ __all__ = [
     "unix_connect",
     "unix_serve",
 ]
+
+if TYPE_CHECKING:
+    from session_hub import open_hub
+
+
+def __getattr__(name: str) -> Any:
+    # `open_hub` is `session_hub.open_hub`, loaded on first use: the hub and anyio under it
+    # cost every import of this package otherwise, and most programs never open a hub.
+    if name == "open_hub":
+        from session_hub import open_hub  # noqa: PLC0415
+
+        return open_hub
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,8 +21,9 @@ loop is run (trio's `serve` is made for `nursery.start`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from session_core.driver import NotificationHandler, RequestHandler, UpgradeHook
-from session_hub import open_hub
 
 from ._client import connect, keep_connected, reconnecting, unix_connect
 from ._server import OnSession, serve, serve_listeners, unix_serve
@@ -43,3 +44,16 @@ __all__ = [
     "unix_connect",
     "unix_serve",
 ]
+
+if TYPE_CHECKING:
+    from session_hub import open_hub
+
+
+def __getattr__(name: str) -> Any:
+    # `open_hub` is `session_hub.open_hub`, loaded on first use: the hub and anyio under it
+    # cost every import of this package otherwise, and most programs never open a hub.
+    if name == "open_hub":
+        from session_hub import open_hub  # noqa: PLC0415
+
+        return open_hub
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

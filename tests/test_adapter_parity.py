@@ -9,6 +9,8 @@ tests in `tests/trio/` and `tests/asyncio/`.
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -167,3 +169,16 @@ def test_serving_takes_a_hub_and_reuse_port(module: Any) -> None:
     assert "hub" in _params(module.unix_serve)
     for name in ("id", "hub", "join", "leave"):
         assert name in _public_members(module.Session), name
+
+
+def test_the_hub_loads_only_when_used() -> None:
+    # `open_hub` is the same in both adapters, and importing an adapter does not load the
+    # hub (nor anyio or coredis under it): most programs never open one.
+    code = (
+        "import sys, session_asyncio, session_trio\n"
+        "print(sorted(m for m in ('session_hub', 'anyio', 'coredis') if m in sys.modules))\n"
+        "import session_hub\n"
+        "assert session_asyncio.open_hub is session_trio.open_hub is session_hub.open_hub\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
