@@ -760,8 +760,9 @@ def test_serve_cannot_listen_exits_5() -> None:
 
 # -- serve: an application, workers, a hub -------------------------------------------------
 
+from benchmarks.hub.redis import RedisServer  # noqa: E402
 from tests.hub.apps import BROADCAST, JOIN, Client  # noqa: E402
-from tests.hub.conftest import RedisServer, redis_server  # noqa: E402, F401
+from tests.hub.conftest import redis_server  # noqa: E402, F401
 
 
 class AppServer(DemoServer):

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 import session_asyncio
+from benchmarks.hub.redis import RedisServer
 from session_core import RemoteError
 
 from .apps import ASK, BROADCAST, JOIN, MEMBERS, NOTIFY, STATS, Client
-from .conftest import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = 1.0  # tests/hub/node.py's

@@ -26,6 +26,7 @@ import attrs
 import pytest
 import trio.testing
 
+from benchmarks.hub.redis import RedisServer
 from session_core import Backoff, Method, MethodNotFound, ProtocolErrorResponse, RemoteError, SessionClosed
 from session_hub import (
     QUEUE_FULL_CLOSE_CODE,
@@ -37,8 +38,6 @@ from session_hub import (
     open_hub,
 )
 from session_hub._memory import MemoryBroker, bus_for
-
-from .conftest import RedisServer
 
 CONFIG = HubConfig(
     lease=1.0,
@@ -392,7 +391,7 @@ def test_client_kill_pubsub_recovers_by_itself(backend: str, redis_server: Redis
     async def scenario() -> None:
         async with cluster(redis_server.url, 2) as (a, b):
             far = await attached(b, "g")
-            assert b"+OK" in redis_server.command("CLIENT", "KILL", "TYPE", "pubsub") or True
+            assert redis_server.command("CLIENT", "KILL", "TYPE", "pubsub").startswith(b":")  # how many
             await anyio.sleep(0.3)
             await until(lambda: a.connected and b.connected, timeout=10)
             with anyio.fail_after(5):
