@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import orjson
 
-from session_core._json import dumps
+from session_core.driver import encode_json as dumps
 
 from ._errors import InvalidEnvelope
 

@@ -27,7 +27,7 @@ from session_core import (
     RemoteError,
     SessionClosed,
 )
-from session_core._methods import describe_error
+from session_core.driver import describe_error
 
 from ._broker import Broker
 from ._envelope import Envelope, Kind, Outcome

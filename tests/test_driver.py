@@ -54,6 +54,8 @@ def test_exports() -> None:
         "TEARDOWN_GRACE",
         "UpgradeHook",
         "WebSocketURL",
+        "describe_error",
+        "encode_json",
         "keep_connected",
         "log_event",
         "parse_url",

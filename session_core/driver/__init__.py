@@ -34,6 +34,11 @@ from typing import Any, TypeAlias, TypeVar
 from .._backoff import RETRIED_CLOSE_CODES, RETRIED_STATUS_CODES, Reconnector, should_retry
 from .._config import Accept, Reject
 from .._events import NotificationReceived, RequestReceived, UpgradeRequested
+
+# For drivers that carry a method's values elsewhere (the hub): the session's own strict JSON
+# encoder, and its account of a value that does not fit its type.
+from .._json import dumps as encode_json
+from .._methods import describe_error
 from ._dispatch import MAX_QUEUED_NOTIFICATIONS
 from ._handshake import serve_session, upgrade_decision
 
@@ -82,6 +87,8 @@ __all__ = [
     "SessionDriver",
     "UpgradeHook",
     "WebSocketURL",
+    "describe_error",
+    "encode_json",
     "keep_connected",
     "log_event",
     "parse_url",
