@@ -5,7 +5,9 @@ uvicorn runs an app: `APP` is `module:attribute`, an `async def on_session(sessi
 imported from the current directory (`session.hub` reaches other sessions). With more
 than one worker, or a loop other than asyncio, this process supervises: it starts the
 workers (`worker_main`), each a node of the same hub listening on the
-same port (`SO_REUSEPORT`), and stops them all on Ctrl-C or SIGTERM.
+same port (`SO_REUSEPORT`), and stops them all on Ctrl-C or SIGTERM. A worker also stops
+when its supervisor is gone, even killed with SIGKILL: it holds the write end of the
+worker's standard input, which the worker watches for the end of file.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import asyncio
 import contextlib
 import functools
 import importlib
+import importlib.util
 import logging
 import os
 import re
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
@@ -217,7 +221,17 @@ def _hub_url(text: str) -> str:
     """An argparse type: a hub URL (`memory://`, `redis://...`, `rediss://...`)."""
     if not text.startswith(("memory://", "redis://", "rediss://")):
         raise argparse.ArgumentTypeError(f"not a hub URL (memory://, redis://, rediss://): {text!r}")
+    if text.startswith(("redis://", "rediss://")) and not _has_module("coredis"):
+        # Said here, once and in one line, rather than by every worker's `open_hub`.
+        raise argparse.ArgumentTypeError("a Redis hub needs the redis extra: pip install 'session-py[redis]'")
     return text
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: a None entry in sys.modules
+        return False
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -406,7 +420,12 @@ async def _supervise(args: argparse.Namespace, streams: Streams) -> int:
     try:
         for number in range(1, args.workers + 1):
             argv = [*_child_argv(args, port), "--worker", str(number)]
-            workers.append(await asyncio.create_subprocess_exec(sys.executable, "-c", _WORKER, *argv))
+            # The worker's stdin is a pipe held here: its end of file tells the worker that
+            # this process is gone, however it ended (`_stop_with_supervisor`).
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _WORKER, *argv, stdin=asyncio.subprocess.PIPE
+            )
+            workers.append(worker)
             log(f"worker {number} started (pid {workers[-1].pid}, {args.loop})")
         waits = {asyncio.ensure_future(worker.wait()): n for n, worker in enumerate(workers, 1)}
         try:
@@ -457,6 +476,7 @@ def worker_main(argv: Sequence[str]) -> int:
     # whole process group, and is left to the supervisor so that every worker stops once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     args = build_parser().parse_args(["serve", *argv])
+    _stop_with_supervisor()
     streams = Streams.system()
     try:
         if args.loop == "trio":
@@ -480,6 +500,19 @@ def worker_main(argv: Sequence[str]) -> int:
     except _Failure as failure:
         _say(streams.stderr, f"session-py: {failure.message}")
         return failure.status
+
+
+def _stop_with_supervisor() -> None:
+    # The supervisor holds the write end of this worker's stdin and never writes to it: the
+    # end of file means the supervisor has exited, and the worker stops as on SIGTERM
+    # (every session closed with 1001), whichever loop it runs. A thread, since it blocks.
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(0, 4096):
+                pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="session-py supervisor watch", daemon=True).start()
 
 
 def _first(group: BaseExceptionGroup[_Failure]) -> _Failure:

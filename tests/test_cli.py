@@ -878,3 +878,38 @@ def test_serve_a_worker_that_cannot_listen_stops_them_all() -> None:
     assert done.returncode == _common.EXIT_CONNECT, done
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "stopping the others" in done.stderr
+
+
+def test_workers_stop_when_their_supervisor_is_killed() -> None:
+    # SIGKILL gives the supervisor no chance to stop its workers: each notices that its
+    # stdin (a pipe whose write end only the supervisor held) has ended, and stops itself.
+    server = AppServer("tests.hub.apps:on_session", "127.0.0.1:0", "--workers", "2")
+    pids: list[int] = []
+    try:
+        server.wait_for("listening on ws://", count=2)
+        pids += [int(line.split("(pid ")[1].split(",")[0]) for line in server.log if "started (pid" in line]
+        assert len(pids) == 2, server.log
+        server.process.kill()
+        server.process.wait(10)
+        server.wait_for("] stopped", count=2, timeout=20)  # each worker, in its own words
+        for pid in pids:
+            assert _ended(pid, timeout=10), f"worker {pid} still running"
+    finally:
+        for pid in pids:  # left behind only when this test fails
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        server.stop()
+
+
+def _ended(pid: int, timeout: float) -> bool:
+    # Gone, or a zombie waiting for whoever adopted it to reap it.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
