@@ -40,7 +40,7 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
 import outcome
@@ -203,11 +203,16 @@ class Session(SessionDriver[_Waiter, trio.CancelScope]):
         return scope
 
     async def _in_scope(self, scope: trio.CancelScope, coro: Coroutine[Any, Any, None]) -> None:
-        with self._child(scope):
+        task = self._enter_child(scope)
+        try:
             if self._teardown_deadline != math.inf:
                 scope.cancel()  # started after the end: the session cancels no more
             with scope:
                 await coro
+        except Exception:
+            self._child_failed()
+        finally:
+            self._leave_child(task)
 
     def _spawn_notifier(self, coro: Coroutine[Any, Any, None]) -> None:
         self._start_child(self._notifier, coro)
@@ -215,12 +220,15 @@ class Session(SessionDriver[_Waiter, trio.CancelScope]):
     async def _notifier(self, coro: Coroutine[Any, Any, None]) -> None:
         # Shielded: when the session's tasks are ended, the notifications received before
         # still reach their handlers, until the teardown deadline (see `_begin_teardown`).
-        with self._child(None):
-            try:
-                with trio.CancelScope(shield=True, deadline=self._teardown_deadline) as self._notify_scope:
-                    await coro
-            finally:
-                self._notify_scope = None
+        task = self._enter_child(None)
+        try:
+            with trio.CancelScope(shield=True, deadline=self._teardown_deadline) as self._notify_scope:
+                await coro
+        except Exception:
+            self._child_failed()
+        finally:
+            self._notify_scope = None
+            self._leave_child(task)
 
     def _cancel(self, handle: trio.CancelScope) -> None:
         handle.cancel()
@@ -282,26 +290,28 @@ class Session(SessionDriver[_Waiter, trio.CancelScope]):
         self._live += 1
         self._nursery.start_soon(async_fn, *args)
 
-    @contextlib.contextmanager
-    def _child(self, scope: trio.CancelScope | None) -> Iterator[None]:
-        # Around the body of each task of the session: it is known (to be cancelled at the
-        # end, and by `wait_closed`), and counted until it ends. The tasks run in a nursery
-        # that is not the session's: an exception must not escape into it.
+    # Around the body of each task of the session (`try`/`finally` in each, cheaper than a
+    # context manager on the path of every request): it is known (to be cancelled at the
+    # end, and by `wait_closed`), and counted until it ends. The tasks run in a nursery
+    # that is not the session's: an exception must not escape into it.
+    def _enter_child(self, scope: trio.CancelScope | None) -> trio.lowlevel.Task:
         task = trio.lowlevel.current_task()
         children = self._children
         if children is None:
             children = self._children = {}
         children[task] = scope
-        try:
-            yield
-        except Exception:
-            logger.exception("unexpected error in a task of the session with %r", self._remote_address)
-            self._fail()
-        finally:
-            del children[task]
-            self._live -= 1
-            if not self._live and self._reaper is not None:
-                self._wake(self._reaper, None)
+        return task
+
+    def _child_failed(self) -> None:
+        logger.exception("unexpected error in a task of the session with %r", self._remote_address)
+        self._fail()
+
+    def _leave_child(self, task: trio.lowlevel.Task) -> None:
+        assert self._children is not None
+        del self._children[task]
+        self._live -= 1
+        if not self._live and self._reaper is not None:
+            self._wake(self._reaper, None)
 
     def _fail(self) -> None:
         # A task of the session failed unexpectedly: end the session rather than hang.
@@ -594,7 +604,8 @@ class Session(SessionDriver[_Waiter, trio.CancelScope]):
     async def _write_loop(self) -> None:
         # Runs while the socket refuses what there is to write, then ends.
         outbox = self._outbox
-        with self._child(None):
+        task = self._enter_child(None)
+        try:
             try:
                 while outbox and not self._broken:
                     # Once the session is cancelled, `_finish` writes what is left.
@@ -608,6 +619,10 @@ class Session(SessionDriver[_Waiter, trio.CancelScope]):
             conn = self._conn
             if conn.should_close_transport and conn.lingering and not (self._write_shut or outbox):
                 self._shutdown_write()
+        except Exception:
+            self._child_failed()
+        finally:
+            self._leave_child(task)
 
     def _shutdown_write(self) -> None:
         # Lingering: the session's task drains what the peer still sends (closing now would
