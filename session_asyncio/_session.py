@@ -8,11 +8,12 @@ acts on the events, then `_flush` writes `data_to_send()` in one `transport.writ
 the transport when the connection says so and pauses or resumes reading, and the timer is
 re-armed from `get_timer()`.
 
-Calls made from tasks (`request`, `notify`, a handler's answer) do not write at once: they
-schedule one pump for the next turn of the loop, so that everything the tasks of one turn
-send goes out in a single write (a busy session writes once per turn, not once per message).
-Once 4 KiB wait, the pump runs at once, so that write flow control still bounds a task that
-sends in a loop without yielding.
+Calls made from tasks (`request`, `notify`, a handler's answer): the first of a turn of the
+loop is written at once (so one message in flight waits for no other turn), and it schedules
+one pump for the next turn, which writes what the other tasks of this turn send in a single
+write (a busy session writes about twice per turn, not once per message). Once 4 KiB wait,
+the pump runs at once, so that write flow control still bounds a task that sends in a loop
+without yielding.
 
 Handlers are registered on an open session, but a peer may send its first messages in the
 same read as the handshake (the 101 and a `welcome` notification, say). The connection is
@@ -173,16 +174,20 @@ class Session(SessionDriver["asyncio.Future[Any]", "asyncio.Task[Any]"]):
 
         The bytes are taken at once, so that the pump is forced when they grow large.
         """
+        if not self._flush_scheduled:
+            # The first send of a turn goes out at once (one request or answer in flight
+            # waits for no other turn); the pump scheduled here takes what the other tasks
+            # of this turn send, in one write.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._scheduled_pump)
+            self._pump()
+            return
         data = self._conn.data_to_send()
         if data:
             self._unflushed.append(data)
             self._unflushed_size += len(data)
             if self._unflushed_size >= _MAX_UNFLUSHED:
                 self._pump()
-                return
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._scheduled_pump)
 
     def _arm_timer(self, deadline: float | None) -> None:
         if self._timer is not None:
