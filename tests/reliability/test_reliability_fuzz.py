@@ -108,6 +108,28 @@ def test_a_session_that_fails_as_it_opens_ends_cleanly() -> None:
     assert server.should_close_transport
 
 
+def test_a_reused_request_id_held_behind_the_limit_takes_the_second_answer() -> None:
+    # Found by the fuzzer: with one request allowed in flight, the peer's second request
+    # with the same id waits in the held input; answering the first lets the engine take
+    # it in, so a second answer with that id answers it (it is not refused), and is the
+    # only answer it gets. The harness once called that a double answer.
+    config = Config(
+        max_incoming_requests=1, keepalive_interval=None, keepalive_timeout=None, close_timeout=None
+    )
+    text = b'{"type":"request","id":4,"method":"echo","data":{"a":1,"b":2}}'
+    case = Case(
+        role=Role.SERVER,
+        typed=False,
+        config=config,
+        ops=(Message(text), Message(text)),
+        chunk=None,
+        wait_for_start=True,
+        handshake=None,
+    )
+    harness = run_case(case)
+    assert harness.received[4] == harness.answered[4] == 2
+
+
 @settings(FUZZ, max_examples=80)
 @given(st.binary(max_size=3000))
 def test_cases_decoded_from_arbitrary_bytes(data: bytes) -> None:
