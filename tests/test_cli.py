@@ -886,7 +886,7 @@ def test_workers_stop_when_their_supervisor_is_killed() -> None:
     server = AppServer("tests.hub.apps:on_session", "127.0.0.1:0", "--workers", "2")
     pids: list[int] = []
     try:
-        server.wait_for("listening on ws://", count=2)
+        server.wait_for("listening on ws://", count=2, timeout=30)
         pids += [int(line.split("(pid ")[1].split(",")[0]) for line in server.log if "started (pid" in line]
         assert len(pids) == 2, server.log
         server.process.kill()
