@@ -33,6 +33,13 @@ class BrokerEvents(Protocol):
         """Seconds to wait before the next connection attempt."""
 
 
+class Publication(Protocol):
+    """A PUBLISH on its way (`Broker.publish_start`)."""
+
+    async def result(self) -> int:
+        """How many subscribers received it. Raises `HubUnavailable`."""
+
+
 class Broker(Protocol):
     """A broker connection of one hub node."""
 
@@ -52,6 +59,14 @@ class Broker(Protocol):
 
     async def publish(self, channel: str, payload: bytes) -> int:
         """Publish; return how many subscribers received it. Raises `HubUnavailable`."""
+
+    def publish_start(self, channel: str, payload: bytes) -> Publication:
+        """Publish now, in the order of the calls (to this and to `publish` and
+        `publish_nowait`), and return what tells its outcome. Raises `HubUnavailable`."""
+
+    def publish_nowait(self, channel: str, payload: bytes) -> None:
+        """Publish without waiting for the outcome (in order with `publish`). Raises
+        `HubUnavailable` when disconnected; a later failure is the connection's loss."""
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe on the current connection. Raises `HubUnavailable`."""

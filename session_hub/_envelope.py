@@ -4,8 +4,16 @@ Sans-I/O: bytes in, `Envelope` out, and back. The wire form is a JSON object wit
 keys, versioned (`"v"`), so that nodes of different releases can share a broker and refuse
 what they cannot read instead of misreading it::
 
-    {"v":1,"k":"request","src":"a1b2c3","seq":7,"to":"a9f0e1.12","m":"whoami","d":null,
+    {"v":2,"src":"a1b2c3","seq":7,"k":"request","to":"a9f0e1.12","m":"whoami","d":null,
      "id":3,"rt":"a1b2c3","t":5.0}
+
+Several envelopes from one source for one channel travel as one batch (one PUBLISH, one
+message to read), numbered from `seq` on, each without its version, source and number::
+
+    {"v":2,"k":"batch","src":"a1b2c3","seq":8,"e":[{"k":"broadcast",...},{"k":...}]}
+
+Version 2 added the batch (and the kinds `cancel` and `undelivered`); a node reads its own
+version only, so nodes of version 1 and 2 do not share a broker.
 
 Every envelope names its source node and carries a sequence number that the source counts
 per channel, so that a receiver sees a gap when the broker drops messages (pub/sub is at
@@ -25,7 +33,7 @@ from session_core.driver import encode_json as dumps
 from ._errors import InvalidEnvelope
 
 #: The version this code writes and the only one it reads.
-VERSION = 1
+VERSION = 2
 
 
 class Kind(enum.Enum):
@@ -41,6 +49,12 @@ class Kind(enum.Enum):
     "The outcome of a `REQUEST` (`request_id` is the requester's)."
     CANARY = "canary"
     "Sent by a node to its own inbox: hearing it proves the subscription is alive."
+    CANCEL = "cancel"
+    """The requester gave up its `REQUEST` `request_id` (its caller was cancelled): the
+    holding node cancels the session's request (which sends `$/cancel` to the peer)."""
+    UNDELIVERED = "undelivered"
+    """The holding node's answer to a `NOTIFICATION` for a session it no longer holds
+    (`target` is the session id): the sender learns that the session ended."""
 
 
 class Outcome(enum.Enum):
@@ -101,6 +115,70 @@ _KINDS = {k.value: k for k in Kind}
 _OUTCOMES = {o.value: o for o in Outcome}
 
 
+def encode_body(
+    kind: Kind,
+    *,
+    target: str = "",
+    method: str = "",
+    data: Any = None,
+    request_id: int = 0,
+    reply_to: str = "",
+    timeout: float | None = None,
+    exclude: tuple[str, ...] = (),
+    outcome: Outcome | None = None,
+    code: int = 0,
+    message: str = "",
+) -> bytes:
+    """Encode an envelope's fields (`Envelope`'s, but its source and number): what a batch
+    holds (`encode_batch`), and what `seal` turns into a whole envelope.
+
+    Raises:
+        EncodingError: `data` holds something JSON cannot represent.
+    """
+    obj: dict[str, Any] = {"k": kind.value}
+    if target:
+        obj["to"] = target
+    if method:
+        obj["m"] = method
+    if data is not None:
+        obj["d"] = data
+    if request_id:
+        obj["id"] = request_id
+    if reply_to:
+        obj["rt"] = reply_to
+    if timeout is not None:
+        obj["t"] = timeout
+    if exclude:
+        obj["x"] = list(exclude)
+    if outcome is not None:
+        obj["o"] = outcome.value
+    if code:
+        obj["c"] = code
+    if message:
+        obj["msg"] = message
+    return dumps(obj)
+
+
+#: Bytes a whole envelope or a batch adds to its bodies, besides the source's id and the
+#: number (at most 20 digits): what a node allows for when it checks a message's size.
+OVERHEAD = len(b'{"v":2,"k":"batch","src":"","seq":,"e":[]}') + 20
+
+
+def seal(source: str, seq: int, body: bytes) -> bytes:
+    """A whole envelope: `body` (from `encode_body`) with its version, source and number."""
+    return b'{"v":%d,"src":%b,"seq":%d,%b' % (VERSION, dumps(source), seq, body[1:])
+
+
+def encode_batch(source: str, seq: int, bodies: list[bytes]) -> bytes:
+    """A batch: `bodies` (from `encode_body`) from `source`, numbered from `seq` on."""
+    return b'{"v":%d,"k":"batch","src":%b,"seq":%d,"e":[%b]}' % (
+        VERSION,
+        dumps(source),
+        seq,
+        b",".join(bodies),
+    )
+
+
 def encode(envelope: Envelope) -> bytes:
     """Encode `envelope` to its wire form.
 
@@ -108,28 +186,20 @@ def encode(envelope: Envelope) -> bytes:
         EncodingError: `data` holds something JSON cannot represent.
     """
     e = envelope
-    obj: dict[str, Any] = {"v": VERSION, "k": e.kind.value, "src": e.source, "seq": e.seq}
-    if e.target:
-        obj["to"] = e.target
-    if e.method:
-        obj["m"] = e.method
-    if e.data is not None:
-        obj["d"] = e.data
-    if e.request_id:
-        obj["id"] = e.request_id
-    if e.reply_to:
-        obj["rt"] = e.reply_to
-    if e.timeout is not None:
-        obj["t"] = e.timeout
-    if e.exclude:
-        obj["x"] = list(e.exclude)
-    if e.outcome is not None:
-        obj["o"] = e.outcome.value
-    if e.code:
-        obj["c"] = e.code
-    if e.message:
-        obj["msg"] = e.message
-    return dumps(obj)
+    body = encode_body(
+        e.kind,
+        target=e.target,
+        method=e.method,
+        data=e.data,
+        request_id=e.request_id,
+        reply_to=e.reply_to,
+        timeout=e.timeout,
+        exclude=e.exclude,
+        outcome=e.outcome,
+        code=e.code,
+        message=e.message,
+    )
+    return seal(e.source, e.seq, body)
 
 
 def _get(obj: dict[str, Any], key: str, tp: type, default: Any) -> Any:
@@ -141,12 +211,30 @@ def _get(obj: dict[str, Any], key: str, tp: type, default: Any) -> Any:
 
 
 def decode(payload: bytes) -> Envelope:
-    """Read an envelope from its wire form.
+    """Read one envelope (not a batch) from its wire form.
+
+    Raises:
+        InvalidEnvelope: `payload` is not JSON, not an object, of another version, a batch,
+            or has a missing or ill-typed field. Nothing else escapes, whatever the bytes.
+    """
+    envelopes, batch = _decode(payload)
+    if batch:
+        raise InvalidEnvelope("a batch, not one envelope")
+    return envelopes[0]
+
+
+def decode_all(payload: bytes) -> list[Envelope]:
+    """Read the envelopes of one message: a whole envelope, or a batch (in order).
 
     Raises:
         InvalidEnvelope: `payload` is not JSON, not an object, of another version, or has a
-            missing or ill-typed field. Nothing else escapes, whatever the bytes.
+            missing or ill-typed field (in any envelope of a batch: the batch is refused
+            whole). Nothing else escapes, whatever the bytes.
     """
+    return _decode(payload)[0]
+
+
+def _decode(payload: bytes) -> tuple[list[Envelope], bool]:
     try:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -155,13 +243,27 @@ def decode(payload: bytes) -> Envelope:
         raise InvalidEnvelope("not a JSON object")
     if obj.get("v") != VERSION or type(obj.get("v")) is not int:
         raise InvalidEnvelope(f"unsupported envelope version {obj.get('v')!r:.20}")
-    kind = _KINDS.get(_get(obj, "k", str, ""))
-    if kind is None:
-        raise InvalidEnvelope("unknown kind")
     source = _get(obj, "src", str, "")
     seq = _get(obj, "seq", int, 0)
     if not source or seq < 1:
         raise InvalidEnvelope("missing source or sequence number")
+    if obj.get("k") != "batch":
+        return [_envelope(obj, source, seq)], False
+    bodies = _get(obj, "e", list, [])
+    if not bodies:
+        raise InvalidEnvelope("empty batch")
+    envelopes = []
+    for number, body in enumerate(bodies, seq):
+        if type(body) is not dict or body.get("k") == "batch":
+            raise InvalidEnvelope("a batch holds envelope objects only")
+        envelopes.append(_envelope(body, source, number))
+    return envelopes, True
+
+
+def _envelope(obj: dict[str, Any], source: str, seq: int) -> Envelope:
+    kind = _KINDS.get(_get(obj, "k", str, ""))
+    if kind is None:
+        raise InvalidEnvelope("unknown kind")
     timeout = obj.get("t")
     if timeout is not None:
         if type(timeout) not in (int, float) or not timeout >= 0:
@@ -198,4 +300,8 @@ def decode(payload: bytes) -> Envelope:
         raise InvalidEnvelope("request without id or reply_to")
     if kind is Kind.REPLY and (envelope.outcome is None or envelope.request_id <= 0):
         raise InvalidEnvelope("reply without outcome or id")
+    if kind is Kind.CANCEL and envelope.request_id <= 0:
+        raise InvalidEnvelope("cancel without id")
+    if kind is Kind.UNDELIVERED and not envelope.target:
+        raise InvalidEnvelope("undelivered without target")
     return envelope

@@ -13,10 +13,11 @@ import random
 import secrets
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from session_core import (
@@ -29,7 +30,7 @@ from session_core import (
 )
 from session_core.driver import describe_error
 
-from ._broker import Broker
+from ._broker import Broker, Publication
 from ._envelope import Envelope, Kind, Outcome
 from ._errors import HubError, HubUnavailable, SessionNotFound
 from ._memory import MemoryBroker, bus_for
@@ -94,6 +95,24 @@ class _Local:
         self.send, self.receive = anyio.create_memory_object_stream[_Item](queue_size)
 
 
+#: Envelopes a channel's batch may gather before a broadcast waits for it to leave.
+BATCH_BOUND = 256
+
+
+class _Batch:
+    """Envelopes for one channel waiting for the next PUBLISH, and its outcome."""
+
+    __slots__ = ("bodies", "count", "done", "error", "finished", "waiting")
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.waiting = False  # a caller waits for the outcome (else: nobody asks)
+        self.done = anyio.Event()
+        self.count = 0
+        self.error: HubError | None = None
+        self.finished = False
+
+
 class _Waiter:
     __slots__ = ("done", "error", "reply")
 
@@ -142,10 +161,18 @@ class Hub:
         self._subscribed: set[str] = set()
         self._sync_lock = anyio.Lock()
         self._wake = anyio.Event()
+        self._timer_at = -math.inf  # when the timer task wakes next by itself
         self._incoming_requests = 0
+        # Requests from other nodes being served: (requester node, its request id) -> the
+        # scope a `Kind.CANCEL` from the requester cancels.
+        self._serving: dict[tuple[str, int], anyio.CancelScope] = {}
         self._random = random.Random()
         self._published_groups: set[str] = set()  # groups whose members the broker holds
         self._resync = False  # a detach asks `_timers` for a `_sync`
+        # Publishing: PUBLISHes awaiting Redis's answer, and the batches made meanwhile.
+        self._in_flight = 0
+        self._pending: dict[str, _Batch] = {}
+        self._flush = anyio.Event()
 
     # -- state -----------------------------------------------------------------------
 
@@ -163,6 +190,13 @@ class Hub:
     def lost_messages(self) -> int:
         """Messages from other nodes known lost (gaps in their sequence numbers)."""
         return self._node.lost_messages
+
+    @property
+    def undelivered_notifications(self) -> int:
+        """Notifications sent from this node that their holding node could not deliver:
+        the session had ended (that node said so). The id is remembered, and later
+        notifications and requests to it raise `SessionNotFound` at once."""
+        return self._node.undelivered_notifications
 
     @property
     def invalid_messages(self) -> int:
@@ -220,6 +254,10 @@ class Hub:
             data: the notification's data.
             exclude: session ids that must not receive it (a single id is accepted too).
 
+        Returns once the local members have it and it is on its way to the other nodes:
+        published, or in the batch of its group's channel that leaves next (when that
+        batch is full, once it has left). See `docs/hub.md`, "Publishing".
+
         Raises:
             MessageTooLarge: the message is over `HubConfig.max_message_size` (nobody got it).
             HubUnavailable: the broker is down; the local members got it, other nodes' not.
@@ -227,21 +265,28 @@ class Hub:
         excluded = {exclude} if isinstance(exclude, str) else set(exclude)
         value = method.unstructure_request(data)
         channel = self._node.group_channel(group)
-        payload = self._node.build(
-            channel, Kind.BROADCAST, target=group, method=method.name, data=value, exclude=unique(excluded)
+        body = self._node.prepare(
+            Kind.BROADCAST, target=group, method=method.name, data=value, exclude=unique(excluded)
         )
+        # The members are sent the JSON form made once above, not `data` converted again
+        # for each of them.
+        raw = _raw(method.name)
         for session_id in self._node.local_members(group) - excluded:
-            self._enqueue(session_id, method, data)
-        await self._publish(channel, payload)
+            self._enqueue(session_id, raw, value)
+        await self._send(channel, body, count=False)
 
     async def notify(self, session_id: str, method: Method[Req, Any, Any], data: Req) -> None:
         """Send a notification to one session, wherever it is.
 
-        Fire and forget, at most once: a notification is not acknowledged, so a session
-        that just ended on a live node drops it silently (a request would be answered).
+        Fire and forget, at most once: it returns once the notification is on its way,
+        not once delivered. A session that has just ended on a live node cannot take it:
+        that node says so (not to this call, which has returned, but to this node, which
+        counts it in `undelivered_notifications`, logs it, and remembers the id, so that
+        the next notification or request to it raises `SessionNotFound` at once).
 
         Raises:
-            SessionNotFound: the id is this node's and not attached, or its node is gone.
+            SessionNotFound: the id is this node's and not attached, its node is gone, or
+                its node said it has ended.
             HubUnavailable: the session is on another node and the broker is down.
             MessageTooLarge: over `HubConfig.max_message_size`.
         """
@@ -250,16 +295,14 @@ class Hub:
                 raise SessionNotFound(session_id)
             self._enqueue(session_id, method, data)
             return
+        if self._node.known_ended(session_id):
+            raise SessionNotFound(session_id)
         node_id = self._node.node_of(session_id)
         channel = self._node.inbox_of(node_id)
-        payload = self._node.build(
-            channel,
-            Kind.NOTIFICATION,
-            target=session_id,
-            method=method.name,
-            data=method.unstructure_request(data),
+        body = self._node.prepare(
+            Kind.NOTIFICATION, target=session_id, method=method.name, data=method.unstructure_request(data)
         )
-        if not await self._publish(channel, payload):
+        if not await self._send(channel, body):
             await self._not_reached(session_id, node_id)
 
     async def request(
@@ -297,6 +340,8 @@ class Hub:
                 method, data, timeout=self._config.request_timeout if timeout is None else timeout
             )
             return result
+        if self._node.known_ended(session_id):
+            raise SessionNotFound(session_id)
         if not self._broker.connected:
             raise HubUnavailable(f"hub {self._name} is not connected to its broker")
         node_id = self._node.node_of(session_id)
@@ -305,8 +350,7 @@ class Hub:
         request_id, deadline = self._node.start_request(session_id, anyio.current_time(), timeout)
         waiter = self._waiters[request_id] = _Waiter()
         try:
-            payload = self._node.build(
-                channel,
+            body = self._node.prepare(
                 Kind.REQUEST,
                 target=session_id,
                 method=method.name,
@@ -315,10 +359,17 @@ class Hub:
                 reply_to=self._node.node_id,
                 timeout=max(0.0, deadline - anyio.current_time()),
             )
-            self._wake.set()  # the timer loop learns of the new deadline
-            if not await self._publish(channel, payload):
+            if deadline < self._timer_at:
+                self._wake.set()  # the timer loop learns of a deadline earlier than its own
+            if not await self._send(channel, body):
                 await self._not_reached(session_id, node_id)
             await waiter.done.wait()
+        except anyio.get_cancelled_exc_class():
+            # The caller gave up: the holding node gives up the session's request too
+            # (the session sends `$/cancel` to its peer).
+            if not waiter.done.is_set():
+                self._send_cancel(channel, request_id)
+            raise
         finally:
             self._waiters.pop(request_id, None)
             self._node.finish_request(request_id)
@@ -372,10 +423,103 @@ class Hub:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass  # detached meanwhile
 
-    async def _publish(self, channel: str, payload: bytes) -> int:
+    async def _send(self, channel: str, body: bytes, *, count: bool = True) -> int:
+        """Publish an envelope (`Node.prepare`'s body); return how many nodes listened.
+
+        Nothing on its way: it leaves at once, alone. Otherwise it waits for the next batch
+        of its channel (`_flusher`: the next turn of the loop, or once the PUBLISH on its
+        way is answered), with whatever else is made meanwhile: under load a channel's
+        envelopes leave as one PUBLISH, while a lone message is never held back.
+
+        Without `count` (a broadcast's), an envelope that joins a batch returns at once
+        (0), unless the batch is already `BATCH_BOUND` long: then its caller waits for the
+        batch's PUBLISH, so that a fast sender cannot outrun Redis. A failure of that
+        PUBLISH is then not raised to it: its receivers count the envelopes as lost.
+        """
         if not self._broker.connected:
-            raise HubUnavailable(f"hub {self._name} is not connected to its broker")
-        return await self._broker.publish(channel, payload)
+            self._refused(channel, body)
+        if self._in_flight or self._pending:
+            batch = self._batch(channel)
+            batch.bodies.append(body)
+            if not count and len(batch.bodies) < BATCH_BOUND:
+                await anyio.lowlevel.checkpoint()
+                return 0
+            batch.waiting = True
+            await batch.done.wait()
+            if batch.error is not None:
+                raise batch.error
+            return batch.count
+        publications = [self._broker.publish_start(channel, m) for m in self._node.seal(channel, [body])]
+        self._in_flight += 1
+        try:
+            return max([await p.result() for p in publications])
+        finally:
+            self._in_flight -= 1
+
+    def _send_nowait(self, channel: str, body: bytes) -> None:
+        """Publish an envelope without waiting for the outcome (in order with `_send`).
+
+        Raises:
+            HubUnavailable: the broker is down.
+        """
+        if not self._broker.connected:
+            self._refused(channel, body)
+        if self._in_flight or self._pending:
+            self._batch(channel).bodies.append(body)
+        else:
+            for message in self._node.seal(channel, [body]):
+                self._broker.publish_nowait(channel, message)
+
+    def _refused(self, channel: str, body: bytes) -> NoReturn:
+        # Not sent: the broker is down. It still takes its sequence number, so that the
+        # nodes it was meant for count it as lost once they hear from this node again.
+        self._node.seal(channel, [body])
+        raise HubUnavailable(f"hub {self._name} is not connected to its broker")
+
+    def _batch(self, channel: str) -> _Batch:
+        batch = self._pending.get(channel)
+        if batch is None:
+            batch = self._pending[channel] = _Batch()
+            self._flush.set()
+        return batch
+
+    async def _flusher(self) -> None:
+        # Publishes the batches made while something was on its way: every channel's
+        # envelopes of one turn of the loop, in the order they were made.
+        while True:
+            await self._flush.wait()
+            self._flush = anyio.Event()
+            pending, self._pending = self._pending, {}
+            started: list[tuple[_Batch, Publication]] = []
+            try:
+                for channel, batch in pending.items():
+                    try:
+                        for message in self._node.seal(channel, batch.bodies):
+                            # Awaited even when nobody asks: the next batch gathers what is
+                            # made until Redis has answered this one.
+                            started.append((batch, self._broker.publish_start(channel, message)))
+                    except HubError as exc:
+                        batch.error = exc
+                        if not batch.waiting:
+                            logger.warning(
+                                "hub %s: a batch for %s was not sent: %s", self._name, channel, exc
+                            )
+                self._in_flight += 1
+                try:
+                    for batch, publication in started:
+                        try:
+                            batch.count = max(batch.count, await publication.result())
+                        except HubError as exc:
+                            batch.error = exc
+                    for batch in pending.values():
+                        batch.finished = True
+                finally:
+                    self._in_flight -= 1
+            finally:
+                for batch in pending.values():
+                    if batch.error is None and not batch.finished:
+                        batch.error = HubUnavailable(f"hub {self._name} is closed")
+                    batch.done.set()
 
     async def _not_reached(self, session_id: str, node_id: str) -> None:
         # Nobody listens on the node's inbox: the node is gone (its sessions with it), or
@@ -384,6 +528,13 @@ class Hub:
         if await self._broker.node_alive(node_id):
             raise HubUnavailable(f"node {node_id} holding {session_id!r} is not listening (reconnecting)")
         raise SessionNotFound(session_id)
+
+    def _send_cancel(self, channel: str, request_id: int) -> None:
+        try:
+            self._send_nowait(channel, self._node.prepare(Kind.CANCEL, request_id=request_id))
+        except HubError as exc:
+            # The holding node's session still ends its request by its own timeout.
+            logger.debug("hub %s: could not cancel request %d: %s", self._name, request_id, exc)
 
     def _result(self, method: Method[Any, Any, Any], session_id: str, reply: Envelope) -> Any:
         outcome = reply.outcome
@@ -403,6 +554,7 @@ class Hub:
         if outcome is Outcome.CLOSED:
             raise SessionClosed(reply.code or 1006, reply.message)
         if outcome is Outcome.NOT_FOUND:
+            self._node.session_ended(session_id)
             raise SessionNotFound(session_id)
         if outcome is Outcome.TIMEOUT:
             raise TimeoutError(f"no answer from session {session_id!r}")
@@ -444,11 +596,17 @@ class Hub:
             logger.exception("hub %s: failed to handle a message on %s", self._name, channel)
 
     def _on_message(self, channel: str, payload: bytes) -> None:
-        envelope, gap = self._node.receive(channel, payload)
+        envelopes, gap = self._node.receive(channel, payload)
         if gap is not None:
             self._on_gap(gap)
-        if envelope is None:
-            return
+        for envelope in envelopes:
+            try:
+                self._on_envelope(channel, envelope)
+            except Exception:
+                # One envelope's failure (a bug) must not cost the rest of its batch.
+                logger.exception("hub %s: failed to handle a message on %s", self._name, channel)
+
+    def _on_envelope(self, channel: str, envelope: Envelope) -> None:
         kind = envelope.kind
         if kind is Kind.BROADCAST:
             if channel == self._node.group_channel(envelope.target):
@@ -458,16 +616,35 @@ class Hub:
                     if session_id not in excluded:
                         self._enqueue(session_id, method, envelope.data)
         elif kind is Kind.NOTIFICATION:
-            self._enqueue(envelope.target, _raw(envelope.method), envelope.data)
+            target = envelope.target
+            if target in self._sessions:
+                self._enqueue(target, _raw(envelope.method), envelope.data)
+            elif self._node.is_local(target):
+                self._undelivered(envelope)
         elif kind is Kind.REQUEST:
             local = self._sessions.get(envelope.target)
             if local is None:
-                self._tg.start_soon(self._reply, envelope, Outcome.NOT_FOUND, {})
+                self._reply(envelope, Outcome.NOT_FOUND, {})
             elif self._incoming_requests >= self._config.max_incoming_requests:
-                self._tg.start_soon(self._reply, envelope, Outcome.FAILED, {"message": "hub busy"})
+                self._reply(envelope, Outcome.FAILED, {"message": "hub busy"})
             else:
                 self._incoming_requests += 1
-                self._tg.start_soon(self._serve_request, local, envelope)
+                # Made here, entered by the task: a cancel that comes before the task
+                # starts still cancels it.
+                scope = self._serving[(envelope.source, envelope.request_id)] = anyio.CancelScope()
+                self._tg.start_soon(self._serve_request, local, envelope, scope)
+        elif kind is Kind.CANCEL:
+            serving = self._serving.get((envelope.source, envelope.request_id))
+            if serving is not None:
+                serving.cancel()
+        elif kind is Kind.UNDELIVERED:
+            self._node.undelivered(envelope.target)
+            logger.warning(
+                "hub %s: a notification to session %s was not delivered: it has ended (node %s)",
+                self._name,
+                envelope.target,
+                envelope.source,
+            )
         elif kind is Kind.REPLY:
             waiter = self._waiters.get(envelope.request_id)
             if waiter is not None and not waiter.done.is_set():
@@ -475,6 +652,16 @@ class Hub:
                 waiter.done.set()
         elif kind is Kind.CANARY:
             self._node.canary_heard(anyio.current_time())
+
+    def _undelivered(self, notification: Envelope) -> None:
+        # The session ended on this node (it was ours): tell the sender, which cannot
+        # learn it otherwise. Nothing is sent for a node that is not connected.
+        channel = self._node.inbox_of(notification.source)
+        try:
+            if self._broker.connected:
+                self._send_nowait(channel, self._node.prepare(Kind.UNDELIVERED, target=notification.target))
+        except HubError as exc:
+            logger.debug("hub %s: could not report an undelivered notification: %s", self._name, exc)
 
     def _on_gap(self, gap: Gap) -> None:
         logger.warning(
@@ -496,46 +683,47 @@ class Hub:
                 waiter.error = HubUnavailable(why)
                 waiter.done.set()
 
-    async def _serve_request(self, local: _Local, envelope: Envelope) -> None:
+    async def _serve_request(self, local: _Local, envelope: Envelope, scope: anyio.CancelScope) -> None:
         fields: dict[str, Any] = {}
+        outcome = Outcome.FAILED
         try:
-            try:
-                fields["data"] = await local.session.request(
-                    _raw(envelope.method), envelope.data, timeout=envelope.timeout
-                )
-                outcome = Outcome.RESULT
-            except ProtocolErrorResponse as exc:
-                outcome, fields = Outcome.PROTOCOL_ERROR, {"code": exc.code, "message": exc.message}
-            except RemoteError as exc:
-                outcome, fields = Outcome.ERROR, {"data": exc.error}
-            except SessionClosed as exc:
-                outcome, fields = Outcome.CLOSED, {"code": exc.code, "message": exc.reason}
-            except TimeoutError:
-                outcome = Outcome.TIMEOUT
-            except Exception as exc:
-                outcome, fields = Outcome.FAILED, {"message": f"{type(exc).__name__}: {exc}"[:300]}
+            with scope:
+                try:
+                    fields["data"] = await local.session.request(
+                        _raw(envelope.method), envelope.data, timeout=envelope.timeout
+                    )
+                    outcome = Outcome.RESULT
+                except ProtocolErrorResponse as exc:
+                    outcome, fields = Outcome.PROTOCOL_ERROR, {"code": exc.code, "message": exc.message}
+                except RemoteError as exc:
+                    outcome, fields = Outcome.ERROR, {"data": exc.error}
+                except SessionClosed as exc:
+                    outcome, fields = Outcome.CLOSED, {"code": exc.code, "message": exc.reason}
+                except TimeoutError:
+                    outcome = Outcome.TIMEOUT
+                except Exception as exc:
+                    outcome, fields = Outcome.FAILED, {"message": f"{type(exc).__name__}: {exc}"[:300]}
         finally:
             self._incoming_requests -= 1
-        await self._reply(envelope, outcome, fields)
+            self._serving.pop((envelope.source, envelope.request_id), None)
+        if not scope.cancelled_caught:  # cancelled: the requester gave up, nobody waits
+            self._reply(envelope, outcome, fields)
 
-    async def _reply(self, request: Envelope, outcome: Outcome, fields: dict[str, Any]) -> None:
+    def _reply(self, request: Envelope, outcome: Outcome, fields: dict[str, Any]) -> None:
+        # Queued without waiting for Redis's count: nobody is left to tell of a failure
+        # (the requester fails its requests itself on a disconnection or a gap).
         channel = self._node.inbox_of(request.reply_to)
         try:
             try:
-                payload = self._node.build(
-                    channel, Kind.REPLY, request_id=request.request_id, outcome=outcome, **fields
+                body = self._node.prepare(
+                    Kind.REPLY, request_id=request.request_id, outcome=outcome, **fields
                 )
             except HubError as exc:  # too large an answer: say so instead
-                payload = self._node.build(
-                    channel,
-                    Kind.REPLY,
-                    request_id=request.request_id,
-                    outcome=Outcome.FAILED,
-                    message=str(exc),
+                body = self._node.prepare(
+                    Kind.REPLY, request_id=request.request_id, outcome=Outcome.FAILED, message=str(exc)
                 )
-            await self._publish(channel, payload)
+            self._send_nowait(channel, body)
         except HubError as exc:
-            # The requester learns of it: it fails its requests on a disconnection or a gap.
             logger.warning(
                 "hub %s: could not send an answer to node %s: %s", self._name, request.reply_to, exc
             )
@@ -617,7 +805,11 @@ class Hub:
                 else:
                     canary = self._node.canary(now)
                     if canary is not None:
-                        self._tg.start_soon(self._publish_quietly, self._node.inbox, canary)
+                        try:
+                            # Alone on its channel: nothing else is sent to its own inbox.
+                            self._broker.publish_nowait(self._node.inbox, canary)
+                        except HubError as exc:
+                            logger.debug("hub %s: canary not sent: %s", self._name, exc)
                     if self._node.renew_due(now):
                         self._tg.start_soon(self._sync, "renewal")
             for request_id in self._node.expired_requests(now):
@@ -626,18 +818,20 @@ class Hub:
                     waiter.error = TimeoutError("no answer within the timeout")
                     waiter.done.set()
                 self._node.finish_request(request_id)
-            timer = self._node.get_timer()
+            timer = self._timer_at = self._node.get_timer()
             with anyio.move_on_after(
                 max(0.0, timer - anyio.current_time()) if timer < math.inf else math.inf
             ):
                 await self._wake.wait()
+            self._timer_at = -math.inf  # awake: every new deadline is seen
             self._wake = anyio.Event()
 
-    async def _publish_quietly(self, channel: str, payload: bytes) -> None:
-        try:
-            await self._publish(channel, payload)
-        except HubError as exc:
-            logger.debug("hub %s: canary not sent: %s", self._name, exc)
+    def _abandon(self) -> None:
+        # The hub is closing: nobody may be left waiting for a batch that never leaves.
+        pending, self._pending = self._pending, {}
+        for batch in pending.values():
+            batch.error = HubUnavailable(f"hub {self._name} is closed")
+            batch.done.set()
 
     async def _shutdown(self) -> None:
         for local in self._sessions.values():
@@ -651,6 +845,12 @@ class Hub:
                     await self._broker.put_node(self._node.node_id, 0)
             except HubError:
                 pass
+
+
+#: What `open_hub("redis://...")` raises (an `ImportError`) when coredis is not installed.
+REDIS_EXTRA_MISSING = (
+    "a Redis hub needs the redis extra, which is not installed: pip install 'session-py[redis]'"
+)
 
 
 def _without_password(url: str) -> str:
@@ -684,7 +884,12 @@ async def open_hub(
         name = url or "memory://"
     elif url.startswith(("redis://", "rediss://")):
         # coredis is the optional extra `session-py[redis]`: imported only when used.
-        from ._redis import RedisBroker  # noqa: PLC0415
+        try:
+            from ._redis import RedisBroker  # noqa: PLC0415
+        except ImportError as exc:
+            if (exc.name or "").partition(".")[0] != "coredis":
+                raise
+            raise ImportError(REDIS_EXTRA_MISSING, name="coredis") from None
 
         broker = RedisBroker(url, config)
         name = _without_password(url)
@@ -695,11 +900,13 @@ async def open_hub(
             hub = Hub(broker, node, tg, name)
             await tg.start(broker.run, hub)
             tg.start_soon(hub._timers)
+            tg.start_soon(hub._flusher)
             try:
                 yield hub
             finally:
                 await hub._shutdown()
                 tg.cancel_scope.cancel()
+                hub._abandon()
     except BaseExceptionGroup as group:
         # The task group wraps what the `async with open_hub()` block raised; the caller
         # never opened a task group and gets its own exception back, unwrapped.

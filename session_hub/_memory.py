@@ -45,6 +45,20 @@ def bus_for(url: str) -> MemoryBus:
     return bus
 
 
+class _Published:
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    async def result(self) -> int:
+        # A checkpoint, as any real publish has: a loop of broadcasts lets the sessions'
+        # delivery tasks run instead of filling every queue to its bound. (After handing
+        # the payload over, so that publishes leave in the order they were made.)
+        await anyio.lowlevel.checkpoint()
+        return self.count
+
+
 class MemoryBroker:
     """One node's connection to a `MemoryBus`."""
 
@@ -92,9 +106,17 @@ class MemoryBroker:
 
     async def publish(self, channel: str, payload: bytes) -> int:
         """Hand `payload` to every subscriber of `channel`; return how many got it."""
-        # A checkpoint, as any real publish has: a loop of broadcasts lets the sessions'
-        # delivery tasks run instead of filling every queue to its bound.
-        await anyio.lowlevel.checkpoint()
+        return await self.publish_start(channel, payload).result()
+
+    def publish_start(self, channel: str, payload: bytes) -> _Published:
+        """Hand `payload` over now; the result is how many subscribers got it."""
+        return _Published(self._hand_over(channel, payload))
+
+    def publish_nowait(self, channel: str, payload: bytes) -> None:
+        """Hand `payload` to every subscriber of `channel` now."""
+        self._hand_over(channel, payload)
+
+    def _hand_over(self, channel: str, payload: bytes) -> int:
         received = 0
         for broker in list(self._bus.subscribers.get(channel, ())):
             try:

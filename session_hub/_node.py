@@ -27,7 +27,7 @@ import attrs
 
 from session_core import Backoff
 
-from ._envelope import Envelope, Kind, decode, encode
+from ._envelope import OVERHEAD, Envelope, Kind, decode_all, encode_batch, encode_body, seal
 from ._errors import InvalidEnvelope, MessageTooLarge
 
 
@@ -75,6 +75,10 @@ class HubConfig:
     "Requests from other nodes handled at once; more are answered `FAILED` (hub busy)."
 
 
+#: How many ended sessions of other nodes a node remembers (`Node.session_ended`).
+ENDED_MEMORY = 4096
+
+
 @attrs.frozen
 class Gap:
     """Messages from `source` on `channel` that never arrived (the result of `receive`)."""
@@ -111,6 +115,11 @@ class Node:
         "Messages known lost: the sum of every gap seen in a source's sequence numbers."
         self.invalid_messages = 0
         "Payloads from the broker that were not valid envelopes (dropped)."
+        self.undelivered_notifications = 0
+        """Notifications from this node that their holding node could not deliver (the
+        session had ended), as that node said (`Kind.UNDELIVERED`)."""
+        # Sessions of other nodes known to have ended, oldest first (ids are never reused).
+        self._ended: dict[str, None] = {}
         # Requests in flight to other nodes: id -> (target session id, deadline).
         self._request_counter = 0
         self._requests: dict[int, tuple[str, float]] = {}
@@ -143,6 +152,22 @@ class Node:
     def group_channel(self, group: str) -> str:
         """The channel of `group`'s broadcasts."""
         return f"{self.config.prefix}group:{group}"
+
+    def session_ended(self, session_id: str) -> None:
+        """Remember that `session_id` (another node's) has ended, among the last
+        `ENDED_MEMORY` such ids: a notification or request to it then fails at once."""
+        self._ended[session_id] = None
+        if len(self._ended) > ENDED_MEMORY:
+            del self._ended[next(iter(self._ended))]
+
+    def known_ended(self, session_id: str) -> bool:
+        """Whether `session_id` is another node's session known to have ended."""
+        return session_id in self._ended
+
+    def undelivered(self, session_id: str) -> None:
+        """The holding node said a notification to `session_id` was not delivered."""
+        self.undelivered_notifications += 1
+        self.session_ended(session_id)
 
     # -- local sessions and groups ----------------------------------------------
 
@@ -206,19 +231,51 @@ class Node:
 
     # -- sending -------------------------------------------------------------------
 
+    def prepare(self, kind: Kind, **fields: Any) -> bytes:
+        """Encode an envelope's fields (`Envelope`'s), not yet numbered: `seal` numbers it.
+
+        Raises:
+            MessageTooLarge: the envelope would be over `max_message_size`.
+            EncodingError: a value cannot be sent as JSON.
+        """
+        body = encode_body(kind, **fields)
+        size = len(body) + OVERHEAD + len(self.node_id)
+        if size > self.config.max_message_size:
+            raise MessageTooLarge(size, self.config.max_message_size)
+        return body
+
+    def seal(self, channel: str, bodies: list[bytes]) -> list[bytes]:
+        """The messages to publish on `channel` for `bodies` (from `prepare`), in order.
+
+        One body is one whole envelope; several go in batches (as few as fit in
+        `max_message_size`), numbered in the channel's sequence in the order given.
+        """
+        limit = self.config.max_message_size - OVERHEAD - len(self.node_id)
+        seq = self._seq_out.get(channel, 0)
+        messages = []
+        start = 0
+        while start < len(bodies):
+            end, size = start + 1, len(bodies[start])
+            while end < len(bodies) and size + 1 + len(bodies[end]) <= limit:
+                size += 1 + len(bodies[end])
+                end += 1
+            if end - start == 1:
+                messages.append(seal(self.node_id, seq + 1, bodies[start]))
+            else:
+                messages.append(encode_batch(self.node_id, seq + 1, bodies[start:end]))
+            seq += end - start
+            start = end
+        self._seq_out[channel] = seq
+        return messages
+
     def build(self, channel: str, kind: Kind, **fields: Any) -> bytes:
-        """Encode an envelope for `channel`, numbered in the channel's sequence.
+        """Encode one envelope for `channel`, numbered in the channel's sequence.
 
         Raises:
             MessageTooLarge: the encoding is over `max_message_size` (nothing is numbered).
             EncodingError: a value cannot be sent as JSON.
         """
-        seq = self._seq_out.get(channel, 0) + 1
-        payload = encode(Envelope(kind=kind, source=self.node_id, seq=seq, **fields))
-        if len(payload) > self.config.max_message_size:
-            raise MessageTooLarge(len(payload), self.config.max_message_size)
-        self._seq_out[channel] = seq
-        return payload
+        return self.seal(channel, [self.prepare(kind, **fields)])[0]
 
     def forget_channel(self, channel: str) -> None:
         """Forget the sequence counter of a channel nobody listens to any more (a group's)."""
@@ -239,32 +296,35 @@ class Node:
         """The node stopped listening to `channel`: forget its sources' numbers."""
         self.subscribed(channel)
 
-    def receive(self, channel: str, payload: bytes) -> tuple[Envelope | None, Gap | None]:
-        """Read one payload received on `channel`.
+    def receive(self, channel: str, payload: bytes) -> tuple[list[Envelope], Gap | None]:
+        """Read one message received on `channel`: an envelope or a batch of them.
 
         Returns:
-            The envelope to act on (None for an invalid payload, for this node's own
-            broadcast, or a canary), and the gap its sequence number reveals, if any.
+            The envelopes to act on, in order (none for an invalid message, or this node's
+            own broadcasts; this node's canaries on its inbox), and the gap the sequence
+            numbers reveal, if any.
         """
         try:
-            envelope = decode(payload)
+            envelopes = decode_all(payload)
         except InvalidEnvelope:
             self.invalid_messages += 1
-            return None, None
-        if envelope.source == self.node_id:
+            return [], None
+        source = envelopes[0].source
+        if source == self.node_id:
             # Own messages: the canary on the inbox, and broadcasts echoed by a group's
             # channel (their local members were served directly).
-            if envelope.kind is Kind.CANARY and channel == self.inbox:
-                return envelope, None  # the hub calls `canary_heard(now)`
-            return None, None
-        key = (channel, envelope.source)
+            if channel != self.inbox:
+                return [], None
+            return [e for e in envelopes if e.kind is Kind.CANARY], None  # `canary_heard`
+        key = (channel, source)
         last = self._seq_in.get(key)
-        self._seq_in[key] = max(envelope.seq, last or 0)
+        first = envelopes[0].seq
+        self._seq_in[key] = max(envelopes[-1].seq, last or 0)
         gap = None
-        if last is not None and envelope.seq > last + 1:
-            gap = Gap(channel, envelope.source, envelope.seq - last - 1)
+        if last is not None and first > last + 1:
+            gap = Gap(channel, source, first - last - 1)
             self.lost_messages += gap.lost
-        return envelope, gap
+        return envelopes, gap
 
     # -- requests in flight ----------------------------------------------------------
 

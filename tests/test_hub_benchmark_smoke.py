@@ -37,12 +37,14 @@ def test_every_cell_runs_and_every_delivery_is_counted() -> None:
     for cell in result.results:
         assert cell.error is None, (cell.stack, cell.scenario, cell.error)
         assert cell.received > 0, (cell.stack, cell.scenario)
-        # Nothing is lost on a healthy Redis at this load: owed equals received.
-        assert cell.lost == 0 and cell.expected == cell.received, (cell.stack, cell.scenario)
-        assert cell.duplicates == 0, (cell.stack, cell.scenario)
+        if cell.stack == "session_hub":
+            # Ours loses nothing on a healthy Redis at this load (python-socketio has been
+            # seen to lose a few deliveries on a loaded machine: the report counts them).
+            assert cell.lost == 0 and cell.expected == cell.received, cell.scenario
+            assert cell.duplicates == 0, cell.scenario
         assert len(cell.server_cpu) == 2
         assert cell.p50_ms is not None and cell.p99_ms is not None and cell.p50_ms <= cell.p99_ms
-        if cell.scenario == "request":
+        if cell.scenario in ("request", "request16"):
             assert cell.extra["wrong_answers"] == 0
         if cell.scenario == "slow":
             assert cell.extra["slow_published"] > 0

@@ -29,12 +29,19 @@ def _pct(cpu: float | None, seconds: float) -> str:
     return "-" if cpu is None or seconds <= 0 else f"{100 * cpu / seconds:.0f}%"
 
 
+def cpu_per_delivery(result: Result) -> float | None:
+    """CPU microseconds (servers + Redis) per delivery (or round trip), None without any."""
+    if result.rate <= 0 or result.measured <= 0:
+        return None
+    return 1e6 * (sum(result.server_cpu) + (result.redis_cpu or 0.0)) / (result.rate * result.measured)
+
+
 def _row(result: Result) -> str:
     if result.error and not result.received:
         return f"| {result.stack} | {result.payload} | failed: {result.error} |  |  |  |  |  |  |  |"
     servers = " + ".join(_pct(cpu, result.measured) for cpu in result.server_cpu) or "-"
-    total_cpu = sum(result.server_cpu) + (result.redis_cpu or 0.0)
-    per = f"{1e6 * total_cpu / (result.rate * result.measured):.0f}" if result.rate > 0 else "-"
+    cpu = cpu_per_delivery(result)
+    per = "-" if cpu is None else f"{cpu:.0f}"
     loss = f"{result.lost} / {result.expected}"
     note = f" ({result.error})" if result.error else ""
     return (
@@ -73,8 +80,10 @@ def _ratio(report: Report, scenario: str, size: int) -> str | None:
         p99 = f"p99 {_ms(ours.p99_ms)} vs {_ms(theirs.p99_ms)} ms"
         target = f"{p99}; >= 3x at equal or lower p99: {'met' if met else 'not met'}"
         if scenario not in FAN_OUT:
-            target = p99
-    return f"| {scenario} | {size} | {ratio:.2f}x | {target} |"
+            target = f"p50 {_ms(ours.p50_ms)} vs {_ms(theirs.p50_ms)} ms, {p99}"
+    ours_cpu, theirs_cpu = cpu_per_delivery(ours), cpu_per_delivery(theirs)
+    cpu = f"{theirs_cpu / ours_cpu:.2f}x" if ours_cpu and theirs_cpu else "-"
+    return f"| {scenario} | {size} | {ratio:.2f}x | {cpu} | {target} |"
 
 
 def _versions() -> str:
@@ -102,7 +111,7 @@ def markdown(report: Report, command: str) -> str:
         f"deliveries in flight, {s.lanes} publishing lanes per process, loop {s.loop} everywhere. "
         f"Whole run: {report.wall:.0f} s.",
         "",
-        "Columns: deliveries (request scenario: round trips) per second in the measured window; "
+        "Columns: deliveries (request scenarios: round trips) per second in the measured window; "
         "publish-to-receipt latency (request: round trip) p50 and p99 in ms; lost / owed "
         "deliveries (request: failed / made); duplicates; deliveries that arrived after a later "
         "one of the same publisher and lane; CPU of each server process and of Redis as a share "
@@ -129,8 +138,8 @@ def markdown(report: Report, command: str) -> str:
                 "| --- | --- | --- | --- | --- |",
             ]
             lines += [_slow(r) for r in report.results if r.scenario == "slow"]
-        if scenario == "request":
-            errors = [r for r in report.results if r.scenario == "request" and r.extra.get("first_error")]
+        if scenario in ("request", "request16"):
+            errors = [r for r in report.results if r.scenario == scenario and r.extra.get("first_error")]
             lines += [
                 "",
                 *(f"- {r.stack} {r.payload} B: first error `{r.extra['first_error']}`" for r in errors),
@@ -143,8 +152,9 @@ def markdown(report: Report, command: str) -> str:
         lines += [
             "### session_hub over python-socketio, same run",
             "",
-            "| scenario | bytes | per-second ratio | latency, and the issue's target |",
-            "| --- | --- | --- | --- |",
+            "| scenario | bytes | per-second ratio | CPU per delivery, theirs / ours | latency, and the "
+            "issue's target |",
+            "| --- | --- | --- | --- | --- |",
             *ratios,
             "",
         ]

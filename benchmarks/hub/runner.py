@@ -30,15 +30,20 @@ from .redis import RedisServer
 from .wire import Client, connect
 
 NODES: Final = 2
-SCENARIOS: Final = ("biggroup", "smallgroups", "direct", "request", "slow")
+SCENARIOS: Final = ("biggroup", "smallgroups", "direct", "request", "request16", "slow")
+REQUESTS: Final = {"request": 1, "request16": 16}
+"The request scenarios, and how many requests each keeps in flight."
 TITLES: Final = {
     "biggroup": "one big group: every client in one group, broadcasts from both nodes",
     "smallgroups": "many small groups: groups of 4 (2 clients on each node), broadcast to each in turn",
     "direct": "direct send: a notification to one session on the other node, each in turn",
     "request": "cross-node request: a request to a client on the other node, answered, one at a time",
+    "request16": "cross-node requests, 16 in flight: as `request`, from 16 callers at once",
     "slow": "one slow client: the big group, with one client that never reads",
 }
 CONNECT_TIMEOUT: Final = 30.0
+ANSWER_LIMIT: Final = 16 << 20
+"Bytes of one answer line from a server's control port (a request scenario's latencies)."
 STALL_TIMEOUT: Final = 5.0
 "Seconds without any delivery before a run counts as stalled (bounds every wait)."
 DRAIN_TIMEOUT: Final = 3.0
@@ -162,7 +167,8 @@ class Server:
 
     async def ask(self, command: dict[str, Any], timeout: float) -> dict[str, Any]:
         """A command that is answered, on a connection of its own."""
-        reader, writer = await asyncio.open_connection(HOST, self.control)
+        # An answer is one line, the latencies of up to `Settings.requests` round trips.
+        reader, writer = await asyncio.open_connection(HOST, self.control, limit=ANSWER_LIMIT)
         try:
             writer.write(orjson.dumps(command) + b"\n")
             line = await asyncio.wait_for(reader.readline(), timeout)
@@ -303,7 +309,7 @@ class Run:
         """Measure one cell; a failure is recorded in the result, never raised."""
         result = Result(stack, scenario, size)
         try:
-            if scenario == "request":
+            if scenario in REQUESTS:
                 await self._requests(result)
             else:
                 await self._fan_out(result)
@@ -471,6 +477,7 @@ class Run:
                 "count": 100,
                 "seconds": settings.warmup,
                 "size": result.payload,
+                "concurrency": REQUESTS[result.scenario],
             },
             settings.warmup + 30,
         )
@@ -482,6 +489,7 @@ class Run:
                 "count": settings.requests,
                 "seconds": settings.seconds,
                 "size": result.payload,
+                "concurrency": REQUESTS[result.scenario],
             },
             settings.seconds + 30,
         )

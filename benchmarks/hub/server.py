@@ -15,8 +15,9 @@ The control port takes JSON lines from the orchestrator, in the event loop under
   "count": N, "size": B}`: publish N messages, the i-th to `targets[i % len(targets)]` (a
   group, or a session id), with sequence numbers from S. Not answered. The commands of one
   lane run one after the other (so its sequence numbers leave in order), lanes at once.
-- `{"op": "request", "targets": [...], "count": N, "seconds": T, "size": B}`: requests to
-  those sessions one at a time (at most N, at most T seconds); answers the latencies.
+- `{"op": "request", "targets": [...], "count": N, "seconds": T, "size": B, "concurrency":
+  C}`: requests to those sessions from C callers, each one at a time (at most N in all, at
+  most T seconds); answers the latencies.
 - `{"op": "stats"}`: answers publish errors so far.
 
 The process ends when its stdin ends (the orchestrator closed it or died).
@@ -216,21 +217,29 @@ class Control:
         errors = wrong = 0
         first_error: str | None = None
         deadline = time.perf_counter() + float(command["seconds"])
+        count = int(command["count"])
+        numbers = iter(range(count))
+
+        async def caller() -> None:
+            # One caller: a request at a time; `concurrency` callers share the count.
+            nonlocal errors, wrong, first_error
+            for i in numbers:
+                if time.perf_counter() >= deadline:
+                    break
+                data = payload(self.node, 0, i, int(command["size"]))
+                begin = time.perf_counter()
+                try:
+                    answer = await self.stack.request(targets[i % len(targets)], data)
+                except Exception as exc:
+                    errors += 1
+                    first_error = first_error or f"{type(exc).__name__}: {exc}"[:200]
+                    continue
+                latencies.append(time.perf_counter() - begin)
+                if answer != data:
+                    wrong += 1
+
         started = time.perf_counter()
-        for i in range(int(command["count"])):
-            if time.perf_counter() >= deadline:
-                break
-            data = payload(self.node, 0, i, int(command["size"]))
-            begin = time.perf_counter()
-            try:
-                answer = await self.stack.request(targets[i % len(targets)], data)
-            except Exception as exc:
-                errors += 1
-                first_error = first_error or f"{type(exc).__name__}: {exc}"[:200]
-                continue
-            latencies.append(time.perf_counter() - begin)
-            if answer != data:
-                wrong += 1
+        await asyncio.gather(*(caller() for _ in range(int(command.get("concurrency", 1)))))
         return {
             "latencies": latencies,
             "elapsed": time.perf_counter() - started,
@@ -257,7 +266,19 @@ def watch_stdin(on_end: Callable[[], None]) -> None:
 
 
 async def main_async(stack_name: str, node: int, redis_url: str) -> None:
-    """Serve until stdin ends."""
+    """Serve until stdin ends.
+
+    With `HUB_BENCH_PROFILE=<directory>` in the environment, the process runs under
+    pyinstrument and writes `<stack>-<node>.txt` there when it ends (for finding where a
+    stack spends its time, not for the recorded numbers: profiling slows it down).
+    """
+    profile_dir = os.environ.get("HUB_BENCH_PROFILE")
+    profiler: Any = None
+    if profile_dir:
+        import pyinstrument  # noqa: PLC0415 - only when asked for
+
+        profiler = pyinstrument.Profiler(interval=0.0005, async_mode="disabled")
+        profiler.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     watch_stdin(lambda: void(loop.call_soon_threadsafe(stop.set)))
@@ -270,6 +291,12 @@ async def main_async(stack_name: str, node: int, redis_url: str) -> None:
         sys.stdout.flush()
         async with listener:
             await stop.wait()
+    if profiler is not None:
+        profiler.stop()
+        path = os.path.join(profile_dir or ".", f"{stack_name}-{node}.txt")
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(profiler.output_text(unicode=False, show_all=False))
+        profiler.last_session.save(path.removesuffix(".txt") + ".pyisession")
     # Exit at once: lingering sessions and Redis connections are the orchestrator's to drop.
     os._exit(0)
 

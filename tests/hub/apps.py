@@ -108,6 +108,7 @@ class Client:
         self.name = name
         self.chats: list[str] = []
         self.hanging = 0
+        self.cancelled = 0
 
         @session.on_request(WHOAMI)
         async def _whoami(_: None) -> str:
@@ -120,7 +121,12 @@ class Client:
         @session.on_request(HANG)
         async def _hang(_: None) -> str:
             self.hanging += 1
-            await anyio.sleep_forever()
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                if not session.closed:  # given up by the requester (`$/cancel`)
+                    self.cancelled += 1
+                raise
             raise AssertionError("unreachable")
 
         @session.on_notification(CHAT)

@@ -176,6 +176,31 @@ def test_two_nodes_in_one_process(adapter: str) -> None:
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
+def test_a_cancelled_cross_node_request_sends_cancel_to_the_peer(adapter: str) -> None:
+    # The caller of `hub.request` on one node gives up; the node holding the session
+    # cancels the session's request, whose peer is sent `$/cancel` (its handler cancelled).
+    bus = f"memory://{uuid.uuid4().hex}"
+
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            hubs = [
+                await stack.enter_async_context(MODULES[adapter].open_hub(bus, config=CONFIG)) for _ in "ab"
+            ]
+            port = await stack.enter_async_context(_serving(adapter, on_session, hubs[1]))
+            two = await _client(stack, adapter, port, "two")
+            b = await two.session.request(JOIN, "room")
+            with anyio.move_on_after(0.3):
+                await hubs[0].request(b, HANG, None, timeout=30)
+            assert two.hanging == 1
+            with anyio.fail_after(3):  # long before the request's own 30 s
+                while two.cancelled < 1:
+                    await anyio.sleep(0.01)
+            assert await hubs[0].request(b, WHOAMI, None, timeout=5) == "two"  # still served
+
+    _run(adapter, main)
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
 def test_reuse_port_shares_a_port_between_servers(adapter: str) -> None:
     bus = f"memory://{uuid.uuid4().hex}"
 

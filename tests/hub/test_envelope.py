@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import attrs
 import orjson
 import pytest
 from hypothesis import given
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from session_core import EncodingError
 from session_hub import VERSION, Envelope, InvalidEnvelope, Kind, Outcome, decode, encode
+from session_hub._envelope import OVERHEAD, decode_all, encode_batch, encode_body
 
 json_values: st.SearchStrategy[Any] = st.recursive(
     st.none()
@@ -39,6 +41,10 @@ def envelopes(draw: st.DrawFn) -> Envelope:
         fields["request_id"] = draw(st.integers(1, 2**62))
         fields["reply_to"] = draw(names)
         fields["timeout"] = draw(st.none() | st.floats(0, 1e6))
+    if kind is Kind.CANCEL:
+        fields["request_id"] = draw(st.integers(1, 2**62))
+    if kind is Kind.UNDELIVERED:
+        fields["target"] = draw(names)
     if kind is Kind.REPLY:
         fields["request_id"] = draw(st.integers(1, 2**62))
         fields["outcome"] = draw(st.sampled_from(Outcome))
@@ -51,6 +57,39 @@ def envelopes(draw: st.DrawFn) -> Envelope:
 @given(envelopes())
 def test_round_trip(envelope: Envelope) -> None:
     assert decode(encode(envelope)) == envelope
+
+
+def _body(e: Envelope) -> bytes:
+    return encode_body(
+        e.kind,
+        target=e.target,
+        method=e.method,
+        data=e.data,
+        request_id=e.request_id,
+        reply_to=e.reply_to,
+        timeout=e.timeout,
+        exclude=e.exclude,
+        outcome=e.outcome,
+        code=e.code,
+        message=e.message,
+    )
+
+
+@given(st.lists(envelopes(), min_size=1, max_size=6), names, st.integers(1, 2**62))
+def test_batch_round_trip_numbers_its_envelopes_in_order(
+    batch: list[Envelope], source: str, seq: int
+) -> None:
+    wire = encode_batch(source, seq, [_body(e) for e in batch])
+    expected = [attrs.evolve(e, source=source, seq=seq + i) for i, e in enumerate(batch)]
+    assert decode_all(wire) == expected
+    assert len(wire) <= sum(len(_body(e)) + 1 for e in batch) + OVERHEAD + len(source.encode()) * 6
+    with pytest.raises(InvalidEnvelope, match="batch"):
+        decode(wire)  # one envelope was asked for
+
+
+@given(envelopes())
+def test_a_whole_envelope_is_a_list_of_one(envelope: Envelope) -> None:
+    assert decode_all(encode(envelope)) == [envelope]
 
 
 @given(st.binary(max_size=200))
@@ -91,18 +130,18 @@ def test_wire_form_is_short_keyed_and_versioned() -> None:
 @pytest.mark.parametrize(
     ("obj", "why"),
     [
-        ({"v": 2, "k": "canary", "src": "a", "seq": 1}, "version"),
+        ({"v": 1, "k": "canary", "src": "a", "seq": 1}, "version"),
         ({"v": True, "k": "canary", "src": "a", "seq": 1}, "version"),
-        ({"v": 1, "k": "shout", "src": "a", "seq": 1}, "kind"),
-        ({"v": 1, "k": "canary", "src": "a", "seq": 0}, "sequence"),
-        ({"v": 1, "k": "canary", "src": "a", "seq": True}, "seq"),
-        ({"v": 1, "k": "notification", "src": "a", "seq": 1, "m": "x"}, "target"),
-        ({"v": 1, "k": "request", "src": "a", "seq": 1, "to": "b.1", "m": "x", "id": 1}, "reply_to"),
-        ({"v": 1, "k": "reply", "src": "a", "seq": 1, "id": 1}, "outcome"),
-        ({"v": 1, "k": "reply", "src": "a", "seq": 1, "id": 1, "o": "maybe"}, "outcome"),
+        ({"v": 2, "k": "shout", "src": "a", "seq": 1}, "kind"),
+        ({"v": 2, "k": "canary", "src": "a", "seq": 0}, "sequence"),
+        ({"v": 2, "k": "canary", "src": "a", "seq": True}, "seq"),
+        ({"v": 2, "k": "notification", "src": "a", "seq": 1, "m": "x"}, "target"),
+        ({"v": 2, "k": "request", "src": "a", "seq": 1, "to": "b.1", "m": "x", "id": 1}, "reply_to"),
+        ({"v": 2, "k": "reply", "src": "a", "seq": 1, "id": 1}, "outcome"),
+        ({"v": 2, "k": "reply", "src": "a", "seq": 1, "id": 1, "o": "maybe"}, "outcome"),
         (
             {
-                "v": 1,
+                "v": 2,
                 "k": "request",
                 "src": "a",
                 "seq": 1,
@@ -114,7 +153,16 @@ def test_wire_form_is_short_keyed_and_versioned() -> None:
             },
             "'t'",
         ),
-        ({"v": 1, "k": "broadcast", "src": "a", "seq": 1, "to": "g", "m": "x", "x": [1]}, "'x'"),
+        ({"v": 2, "k": "broadcast", "src": "a", "seq": 1, "to": "g", "m": "x", "x": [1]}, "'x'"),
+        ({"v": 2, "k": "cancel", "src": "a", "seq": 1}, "cancel without id"),
+        ({"v": 2, "k": "undelivered", "src": "a", "seq": 1}, "undelivered without target"),
+        ({"v": 2, "k": "batch", "src": "a", "seq": 1, "e": []}, "empty batch"),
+        ({"v": 2, "k": "batch", "src": "a", "seq": 1, "e": [1]}, "envelope objects"),
+        ({"v": 2, "k": "batch", "src": "a", "seq": 1, "e": [{"k": "batch"}]}, "envelope objects"),
+        (
+            {"v": 2, "k": "batch", "src": "a", "seq": 1, "e": [{"k": "canary"}, {"k": "cancel"}]},
+            "cancel without id",
+        ),
     ],
 )
 def test_refusals_say_why(obj: dict[str, Any], why: str) -> None:

@@ -82,6 +82,7 @@ class FakeSession:
         self.closed = False
         self.close_code = 0
         self.received: list[tuple[str, Any]] = []
+        self.cancelled = 0  # requests given up by their caller (cancelled)
         self.unblock = anyio.Event()
         if not blocked:
             self.unblock.set()
@@ -103,6 +104,10 @@ class FakeSession:
                     return method.structure_response(
                         await peer(method.name, method.unstructure_request(data))
                     )
+            except anyio.get_cancelled_exc_class():
+                if not scope.cancel_called:  # not closed: the request was given up
+                    self.cancelled += 1
+                raise
             finally:
                 self._scopes.discard(scope)
         raise SessionClosed(self.close_code, "closed")
@@ -246,6 +251,93 @@ def test_session_closed_and_not_found(broker: str, backend: str, request: pytest
                 assert anyio.current_time() - started < 1.0  # at once, not after the timeout
 
     run(backend, scenario)
+
+
+@brokers
+@backends
+def test_cancelling_a_request_cancels_it_on_the_holding_node(
+    broker: str, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = _url(broker, request)
+
+    async def scenario() -> None:
+        async with cluster(url, 2) as (a, b):
+            target = await attached(b)
+            with anyio.move_on_after(0.3) as scope:
+                await a.request(target.id, move, Point(99, 0), timeout=30)  # never answered
+            assert scope.cancelled_caught
+            # The holding node cancels the session's request (an adapter's session then
+            # sends `$/cancel` to its peer), long before the request's own timeout.
+            await until(lambda: target.cancelled == 1, timeout=3)
+            assert b._incoming_requests == 0
+            # And the node still serves the next request as before.
+            assert await a.request(target.id, move, Point(1, 1), timeout=5) == Point(2, 1)
+            assert target.cancelled == 1
+
+    run(backend, scenario)
+
+
+@brokers
+@backends
+def test_notify_to_a_session_just_ended_is_reported_by_its_node(
+    broker: str, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = _url(broker, request)
+
+    async def scenario() -> None:
+        async with cluster(url, 2) as (a, b):
+            target = await attached(b)
+            await a.notify(target.id, chat, "before")
+            await until(lambda: target.received == [("chat", "before")])
+            await target.close(1000)
+            b.detach(target)
+            await a.notify(target.id, chat, "after")  # fire and forget: returns
+            await until(lambda: a.undelivered_notifications == 1, timeout=3)
+            # The node now knows the session ended: at once, without a round trip.
+            with pytest.raises(SessionNotFound):
+                await a.notify(target.id, chat, "again")
+            with pytest.raises(SessionNotFound):
+                await a.request(target.id, move, Point(1, 1), timeout=10)
+            assert target.received == [("chat", "before")]
+            assert a.lost_messages == b.lost_messages == 0
+
+    run(backend, scenario)
+
+
+def test_open_hub_redis_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # coredis not installed: `import coredis` fails as it would (a None entry in
+    # sys.modules raises ModuleNotFoundError naming it).
+    for name in [n for n in sys.modules if n == "coredis" or n.startswith("coredis.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "coredis", None)
+    monkeypatch.delitem(sys.modules, "session_hub._redis", raising=False)
+
+    async def scenario() -> None:
+        with pytest.raises(ImportError, match=r"pip install 'session-py\[redis\]'") as info:
+            async with open_hub("redis://127.0.0.1:1/0"):
+                pass
+        assert info.value.name == "coredis"
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+        async with open_hub("memory://") as hub:  # the in-process hub needs nothing
+            assert hub.connected
+
+    run("asyncio", scenario)
+
+
+def test_command_line_without_the_redis_extra_says_how_to_install_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from session_cli import main  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "coredis", None)
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "app:on_session", "--hub", "redis://127.0.0.1:6379/0"])
+    assert info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert errors == [
+        "session-py serve: error: argument --hub: a Redis hub needs the redis extra: "
+        "pip install 'session-py[redis]'"
+    ]
 
 
 @brokers
