@@ -170,7 +170,8 @@ class Session(SessionDriver["asyncio.Future[Any]", "asyncio.Task[Any]"]):
         handle.cancel()
 
     def _sent(self) -> None:
-        """A task gave the connection something to send: pump on the next turn of the loop.
+        """A task gave the connection something to send: the first of a turn is written at
+        once, the rest on the next turn of the loop, in one write.
 
         The bytes are taken at once, so that the pump is forced when they grow large.
         """
@@ -182,12 +183,21 @@ class Session(SessionDriver["asyncio.Future[Any]", "asyncio.Task[Any]"]):
             self._loop.call_soon(self._scheduled_pump)
             self._pump()
             return
+        self._sent_soon()
+
+    def _sent_soon(self) -> None:
+        """A send that is one of many (the hub's fan-out): it waits for the scheduled pump
+        with the rest of this turn's, unless 4 KiB already wait."""
         data = self._conn.data_to_send()
         if data:
             self._unflushed.append(data)
             self._unflushed_size += len(data)
             if self._unflushed_size >= _MAX_UNFLUSHED:
                 self._pump()
+                return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._scheduled_pump)
 
     def _arm_timer(self, deadline: float | None) -> None:
         if self._timer is not None:

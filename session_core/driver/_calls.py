@@ -115,7 +115,7 @@ class Calls(Pump[W, H]):
         if self._write_blocked():
             return False
         self._conn.send_notification(method, data)
-        self._sent()
+        self._sent_soon()
         return True
 
     async def ping(self) -> float:

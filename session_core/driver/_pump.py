@@ -98,6 +98,12 @@ class Pump(Generic[W, H]):
         """A task gave the connection something to send: pump now (the default) or soon."""
         self._pump()
 
+    def _sent_soon(self) -> None:
+        """Like `_sent`, for a send that is one of many made together (a fan-out): it may
+        wait for the others of this turn of the loop, to leave in one write. The default
+        is `_sent`."""
+        self._sent()
+
     def _arm_timer(self, deadline: float | None) -> None:
         """Set the one timer to call `_timer_fired(now)` at `deadline` (`None`: no timer)."""
         raise NotImplementedError

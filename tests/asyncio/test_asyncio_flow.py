@@ -181,3 +181,57 @@ async def test_a_peer_that_reads_no_answers_meets_back_pressure() -> None:
 
 async def _echo(data: Any) -> Any:
     return data
+
+
+async def test_a_lone_send_is_written_at_once_and_a_fan_out_in_one_write() -> None:
+    # A request or a notification alone goes out in the call (no turn of the loop to wait);
+    # what `notify_nowait` sends (the hub's fan-out) waits for the rest of the turn.
+    counts: list[int] = []
+    done = asyncio.Event()
+    note = Method("note", request=int, response=None, error=None)
+
+    async def on_session(session: session_asyncio.Session) -> None:
+        transport = session._transport
+        assert transport is not None
+        counting = _CountingTransport(transport)
+        session._transport = counting  # type: ignore[assignment]
+        await session.notify(note, 0)
+        counts.append(counting.writes)  # 1: written before `notify` returned
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a new turn: the next send would be its first
+        for i in range(1, 4):
+            assert session.notify_nowait(note, i)
+        counts.append(counting.writes)  # still 1: the three wait for the end of the turn
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        counts.append(counting.writes)  # 2: the three in one write
+        session._transport = transport
+        done.set()
+
+    received: list[int] = []
+    async with running(on_session) as server, session_asyncio.connect(url_of(server)) as session:
+
+        @session.on_notification(note)
+        async def _note(value: int) -> None:
+            received.append(value)
+
+        await done.wait()
+        while len(received) < 4:
+            await asyncio.sleep(0.01)
+    assert counts == [1, 1, 2]
+    assert received == [0, 1, 2, 3]
+
+
+class _CountingTransport:
+    """A transport that counts its writes (uvloop's cannot be patched in place)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.writes = 0
+
+    def write(self, data: Any) -> None:
+        self.writes += 1
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
