@@ -25,6 +25,7 @@ import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -485,6 +486,8 @@ class Report:
     measurements: tuple[Measurement, ...]
     environment: tuple[tuple[str, str], ...]
     elapsed: float
+    build: str = "pure, Python masking"
+    "What session_core ran: its build (`session_core.COMPILED`) and its masking."
 
     def get(self, variant: str, in_flight: int) -> Measurement:
         """The measurement of `variant` with `in_flight` requests in flight."""
@@ -561,7 +564,45 @@ def run(settings: Settings, progress: Callable[[str], None] | None = None) -> Re
         measurements=measurements,
         environment=environment(),
         elapsed=time.perf_counter() - started,
+        build=current_build(),
     )
+
+
+#: Forces session-py's pure-Python build in a process (`session_core.COMPILED` false).
+PURE_ENV = "SESSION_PY_NO_EXTENSIONS"
+
+
+def compiled_build() -> bool:
+    """Whether this process runs session-py's compiled build."""
+    import session_core  # noqa: PLC0415 - imported at the top already; the attribute may be missing
+
+    return bool(getattr(session_core, "COMPILED", False))
+
+
+def current_build() -> str:
+    """This process's build and masking, e.g. `compiled, C masking`."""
+    from session_core import _mask  # noqa: PLC0415
+
+    build = "compiled" if compiled_build() else "pure"
+    return f"{build}, {'C' if _mask.ACCELERATED else 'Python'} masking"
+
+
+def run_pure_build(argv: Sequence[str]) -> str:
+    """The results table of the same run in a process forced to the pure-Python build."""
+    env = dict(os.environ) | {PURE_ENV: "1"}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.core_bench", *argv, "--builds", "current"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        check=False,
+    )
+    if out.returncode not in (0, 1) or "| Variant |" not in out.stdout:
+        raise BenchmarkError(f"the pure build's run failed: {out.stderr.strip()[-500:]}")
+    return out.stdout
 
 
 def _sort_key(name: str, in_flight: int) -> tuple[int, int]:
@@ -603,7 +644,7 @@ FuncKey = tuple[str, int, str]
 
 WSPROTO = "WebSocket framing in wsproto"
 FRAMING = "WebSocket framing in session_core/_ws.py"
-MASKING = "masking (wsproto's XorMaskerSimple or session_core's _unmask, os.urandom)"
+MASKING = "masking (wsproto's XorMaskerSimple, session_core._mask, os.urandom)"
 JSON = "JSON (orjson loads/dumps)"
 SESSION_CORE = "session_core: messages, ids, state, events (all but _ws.py, _methods.py)"
 CONVERSION = "typed conversion (cattrs + session_core/_methods.py hooks)"
@@ -616,10 +657,10 @@ def _masking_keys() -> set[FuncKey]:
     # The maskers' code objects (and any generator expression inside), wherever they are.
     from wsproto.frame_protocol import XorMaskerSimple  # noqa: PLC0415
 
-    from session_core import _ws  # noqa: PLC0415
+    from session_core import _mask  # noqa: PLC0415
 
-    functions: list[Any] = [XorMaskerSimple.process, getattr(_ws, "_unmask", None)]
-    codes = [f.__code__ for f in functions if f is not None]
+    functions: list[Any] = [XorMaskerSimple.process, _mask.python_mask]
+    codes = [f.__code__ for f in functions if hasattr(f, "__code__")]  # compiled: none
     codes += [c for code in codes for c in code.co_consts if hasattr(c, "co_firstlineno")]
     return {(c.co_filename, c.co_firstlineno, c.co_name) for c in codes}
 
@@ -627,7 +668,7 @@ def _masking_keys() -> set[FuncKey]:
 def _own_category(func: FuncKey, masking: set[FuncKey]) -> str | None:
     """The category of a function by where its code is; `None` for "ask its callers"."""
     file, _, name = func
-    if func in masking or (file == "~" and "urandom" in name):
+    if func in masking or (file == "~" and ("urandom" in name or "apply_mask" in name)):
         return MASKING
     if file == "~":
         return JSON if "orjson" in name else None
@@ -765,6 +806,7 @@ def results_markdown(report: Report, command: str) -> str:
     lines = [
         f"Command: `{command}`",
         "",
+        f"- Build: {report.build}",
         *(f"- {key}: {value}" for key, value in report.environment),
         f"- Runs: {s.rounds} rounds of {count:,} round trips per variant and mode, each round in "
         f"{slices} slices taking turns between the variants (whole run {report.elapsed:.1f} s)",
@@ -822,14 +864,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="requests in flight when batched")
     parser.add_argument("--profile", action="store_true", help="also profile the typed variant (cProfile)")
     parser.add_argument("--write", action="store_true", help=f"write the results into {RESULTS_FILE.name}")
+    parser.add_argument(
+        "--builds",
+        choices=("auto", "current", "both"),
+        default="auto",
+        help="current: only this process's build; both: also the pure-Python one, in a process "
+        f"started with {PURE_ENV}=1; auto (default): both when this process runs the compiled build",
+    )
     args = parser.parse_args(argv)
     base = Settings.quick() if args.quick else Settings()
     settings = Settings(rounds=args.rounds or base.rounds, count=args.count or base.count, batch=args.batch)
     if settings.rounds < 1 or settings.count < 1 or settings.batch < 2:
         parser.error("--rounds and --count must be positive, --batch at least 2")
     command = "python -m benchmarks.core_bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    both = args.builds == "both" or (args.builds == "auto" and compiled_build())
     report = run(settings, progress=lambda text: print(text, file=sys.stderr))
     results = results_markdown(report, command.strip())
+    correct = report.correct
+    if both:
+        print("the pure-Python build, in its own process:", file=sys.stderr)
+        same = [
+            "--rounds",
+            str(settings.rounds),
+            "--count",
+            str(settings.count),
+            "--batch",
+            str(settings.batch),
+        ]
+        pure = run_pure_build(same)
+        correct = correct and "Every answer correct in every run: yes." in pure
+        results = f"### Build: {report.build}\n\n{results}\n### Build: pure (`{PURE_ENV}=1`)\n\n{pure}"
     print(results)
     sections = {"results": results}
     if args.profile:
@@ -838,7 +902,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write:
         write_sections(sections)
         print(f"written to {RESULTS_FILE}", file=sys.stderr)
-    return 0 if report.correct else 1
+    return 0 if correct else 1
 
 
 if __name__ == "__main__":

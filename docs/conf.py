@@ -35,6 +35,9 @@ from sphinx.util.docutils import SphinxDirective
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# The reference is read from the source: the compiled build of session_core keeps no
+# docstrings at run time, so autodoc imports the pure modules (see `session_core`).
+os.environ["SESSION_PY_NO_EXTENSIONS"] = "1"
 
 from session_cli import build_parser  # noqa: E402 - needs the path above
 

@@ -419,7 +419,7 @@ class Connection:
     ) -> int: ...
     def send_request(
         self,
-        method: Method[Any, Any, Any] | str,
+        method: object,
         data: Any,
         *,
         now: float | None = None,
@@ -434,6 +434,8 @@ class Connection:
             timeout: seconds before `RequestTimedOut` (default `Config.request_timeout`).
 
         Raises:
+            LocalProtocolError: the session is not open yet, or `method` is neither a
+                `Method` nor a name.
             SessionClosed: the session is closing or closed.
             TooManyPendingRequests: `Config.max_pending_requests` is reached.
             EncodingError: `data` cannot be sent.
@@ -448,8 +450,10 @@ class Connection:
     def send_notification(self, method: Method[Req, Any, Any], data: Req) -> None: ...
     @overload
     def send_notification(self, method: str, data: Any) -> None: ...
-    def send_notification(self, method: Method[Any, Any, Any] | str, data: Any) -> None:
+    def send_notification(self, method: object, data: Any) -> None:
         """Send a notification (never answered).
+
+        Raises as `send_request` does (but never `TooManyPendingRequests`).
 
         After calling this method: write `data_to_send()`.
         """
@@ -465,9 +469,12 @@ class Connection:
         Raises:
             LocalProtocolError: no request `request_id` waits for an answer.
             EncodingError: `result` cannot be sent (the request still waits).
+            TypeError: `request_id` is not an `int` (in both builds, see `session_core`).
 
         After calling this method: take the events, write `data_to_send()`.
         """
+        if type(request_id) is not int:
+            _check_id(request_id)
         self._incoming.respond(request_id, result)
         if self._reader.parked is not None:
             self._resume()  # a request in flight fewer: reading may go on
@@ -475,6 +482,8 @@ class Connection:
     def send_error_response(self, request_id: int, error: Any) -> None:
         """Answer the peer's request `request_id` with an error value of the method's
         error type. Raises as `send_response` does."""
+        if type(request_id) is not int:
+            _check_id(request_id)
         self._incoming.respond_error(request_id, error)
         if self._reader.parked is not None:
             self._resume()
@@ -482,6 +491,8 @@ class Connection:
     def send_protocol_error(self, request_id: int, code: int, message: str) -> None:
         """Answer the peer's request `request_id` with a protocol error object. Raises as
         `send_response` does."""
+        if type(request_id) is not int:
+            _check_id(request_id)
         self._incoming.respond_protocol_error(request_id, code, message)
         if self._reader.parked is not None:
             self._resume()
@@ -496,6 +507,8 @@ class Connection:
         exception (and a result or error value that cannot be sent) becomes -32603, logged
         here with its traceback, its text sent only with `Config.expose_internal_errors`.
         """
+        if type(request_id) is not int:
+            _check_id(request_id)
         self._incoming.respond_outcome(request_id, result, exception)
         if self._reader.parked is not None:
             self._resume()
@@ -507,6 +520,8 @@ class Connection:
 
         After calling this method: write `data_to_send()`.
         """
+        if type(request_id) is not int:
+            _check_id(request_id)
         return self._outgoing.cancel(request_id)
 
     def send_ping(self) -> int:
@@ -629,3 +644,10 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.role.value} {self._state.value} pending={len(self._outgoing)}>"
+
+
+def _check_id(request_id: object) -> None:
+    # The compiled build refuses an id that is not an `int` as it is passed; the pure one
+    # checks the same here (a `str` would be "no such request", a `float` might match).
+    if not isinstance(request_id, int):
+        raise TypeError(f"a request id is an int, not {type(request_id).__name__}")

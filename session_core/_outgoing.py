@@ -153,7 +153,7 @@ class OutgoingRequests:
     def __len__(self) -> int:
         return len(self.pending)
 
-    def send(self, method: Sent, data: Any, now: float | None, timeout: float | None) -> int:
+    def send(self, method: object, data: Any, now: float | None, timeout: float | None) -> int:
         """Send a request (see `Connection.send_request`); its id."""
         pending = self.pending
         if len(pending) >= self._limit:
@@ -171,8 +171,10 @@ class OutgoingRequests:
             except Exception as exc:
                 raise not_sendable(exc) from None
             name = method.name
-        else:
+        elif isinstance(method, str):
             name, value = method, data
+        else:
+            raise _not_a_method(method)
         request_id = self._ids.allocate(pending)
         # Encoded before it counts as pending: data that cannot be sent leaves nothing behind.
         self._out.append(self._ws.send_text(_messages.request(request_id, name, value)))
@@ -183,7 +185,7 @@ class OutgoingRequests:
             self._deadlines.set(request_id, deadline)
         return request_id
 
-    def notify(self, method: Sent, data: Any) -> None:
+    def notify(self, method: object, data: Any) -> None:
         """Send a notification (see `Connection.send_notification`)."""
         if isinstance(method, Method):
             try:
@@ -191,8 +193,10 @@ class OutgoingRequests:
             except Exception as exc:
                 raise not_sendable(exc) from None
             name = method.name
-        else:
+        elif isinstance(method, str):
             name, value = method, data
+        else:
+            raise _not_a_method(method)
         self._out.append(self._ws.send_text(_messages.notification(name, value)))
 
     def receive_answer(self, kind: Kind, request_id: int, payload: Any) -> None:
@@ -269,6 +273,12 @@ class OutgoingRequests:
             )
         pending.clear()
         self._deadlines = Deadlines()
+
+
+def _not_a_method(method: object) -> LocalProtocolError:
+    # Checked here, not left to the type hints: the compiled build would raise `TypeError`
+    # and the pure one send anything as a name.
+    return LocalProtocolError(f"a method is a Method or a name, not {type(method).__name__}")
 
 
 def name_of(sent: Sent) -> str:

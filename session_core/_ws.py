@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Generator, Iterator, Sequence
+from typing import Any
 
 import h11
 from wsproto import ConnectionType, WSConnection
@@ -65,6 +66,7 @@ from ._frames import (
     UpgradeRefused,
     WsEvent,
 )
+from ._mask import apply_mask
 
 _STILL_READING = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
 _CAN_CLOSE = (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
@@ -81,6 +83,9 @@ _FIN_TEXT = 0x81  # FIN set, no RSV bits, opcode 1 (text)
 _MASK_BIT = 0x80
 _INVALID_UTF8 = 1007
 _CLOSE_OPCODE = 0x8
+#: Payloads from this size on are unmasked and decoded through a memoryview, in place; a
+#: smaller one is sliced out (cheaper than making a view).
+_VIEW_FROM = 4096
 
 
 class WebSocket:
@@ -278,14 +283,23 @@ class WebSocket:
                     if stop > end:
                         self._needed = stop - pos  # the rest, at most `limit` bytes, is on its way
                         break
-                    if masked:
-                        payload = _unmask(data[pos + head - 4 : pos + head], data[pos + head : stop])
-                    else:
-                        payload = data[pos + head : stop]
+                    start = pos + head
                     pos = stop
                     try:
-                        text = payload.decode("utf-8")
+                        if length < _VIEW_FROM:
+                            if masked:
+                                text = apply_mask(data[start:stop], data[start - 4 : start]).decode("utf-8")
+                            else:
+                                text = data[start:stop].decode("utf-8")
+                        else:  # a large payload: read in place, not copied out first
+                            view = memoryview(data)[start:stop]
+                            if masked:
+                                text = apply_mask(view, data[start - 4 : start]).decode("utf-8")
+                            else:
+                                text = str(view, "utf-8")
                     except UnicodeDecodeError:
+                        text = None  # reported below, not inside `except` (`_receive_handshake`)
+                    if text is None:
                         yield FramingFailed(_INVALID_UTF8, "invalid UTF-8 in a text message")
                         return
                     yield text
@@ -297,11 +311,12 @@ class WebSocket:
                 self._to_wsproto = head + length
         except GeneratorExit:
             if pos < end:
-                self._buffer.append(data[pos:])
+                self._buffer.append(data[pos:] if pos else data)
                 self._buffered = end - pos
             raise
         if pos < end:
-            self._buffer.append(data[pos:])
+            # `data` itself when whole: the compiled build copies even a full slice.
+            self._buffer.append(data[pos:] if pos else data)
             self._buffered = end - pos
 
     def _wsproto_events(self, frames: WsFrames) -> Iterator[FrameEvent]:
@@ -310,10 +325,14 @@ class WebSocket:
                 yield TextReceived(event.data, event.message_finished)
             elif isinstance(event, BytesMessage):
                 yield BinaryReceived(len(event.data), event.message_finished)
-            elif isinstance(event, Ping):
-                yield PingReceived(bytes(event.payload))
-            elif isinstance(event, Pong):
-                yield PongReceived(bytes(event.payload))
+            elif isinstance(event, Ping | Pong):
+                # wsproto may hand over a bytearray where it declares `bytes`: read it untyped
+                # (see `_receive_handshake`).
+                untyped: Any = event
+                if isinstance(event, Ping):
+                    yield PingReceived(bytes(untyped.payload))
+                else:
+                    yield PongReceived(bytes(untyped.payload))
             elif isinstance(event, CloseConnection):
                 # wsproto reports a frame it cannot parse as a CloseConnection too, without
                 # leaving the OPEN state; a real close frame moves it to *_CLOSING/CLOSED.
@@ -393,6 +412,7 @@ class WebSocket:
             else:  # the stream ended inside the head, or the head is too big: h11 says so
                 chunks = [self._head, data] if self._head else [data]
         handshake = self._opening()
+        failure: HandshakeFailed | None = None
         try:
             for chunk in chunks:
                 handshake.receive_data(chunk)
@@ -408,7 +428,12 @@ class WebSocket:
             if not self._client:
                 hint = exc.event_hint if isinstance(exc, _WsRemoteError) else None
                 self._pending_response = self._answer_bad_request(hint)
-            yield HandshakeFailed(str(exc) if isinstance(exc, _WsRemoteError) else "malformed header")
+            failure = HandshakeFailed(str(exc) if isinstance(exc, _WsRemoteError) else "malformed header")
+        if failure is not None:
+            # Yielded here, never inside an `except` block: a compiled (mypyc) generator that
+            # yields there leaves the exception set as the one being handled once suspended,
+            # and every later exception in the thread would chain onto it (and keep it alive).
+            yield failure
             return
         self.leftover = rest
         if self._client and handshake.state is ConnectionState.OPEN:
@@ -423,7 +448,10 @@ class WebSocket:
             elif isinstance(event, RejectConnection):
                 yield UpgradeRefused(event.status_code, _headers(event.headers), event.has_body)
             elif isinstance(event, RejectData):
-                yield RefusalBodyReceived(bytes(event.data), event.body_finished)
+                # h11 hands over a bytearray where wsproto declares `bytes`: read it untyped,
+                # or the compiled build would check it as `bytes` and raise.
+                untyped: Any = event
+                yield RefusalBodyReceived(bytes(untyped.data), event.body_finished)
 
     def _answer_bad_request(self, hint: object) -> bytes:
         if self._is_plain_get():
@@ -468,7 +496,7 @@ class WebSocket:
             return header + payload
         # RFC 6455 5.3: a fresh, unpredictable masking key for every frame.
         mask = os.urandom(4)
-        return header + mask + _unmask(mask, payload)
+        return header + mask + apply_mask(payload, mask)
 
     def ping(self, payload: bytes) -> bytes:
         """A ping frame."""
@@ -495,13 +523,3 @@ def _headers(headers: object) -> tuple[tuple[bytes, bytes], ...]:
     # wsproto types its header lists loosely (`Headers` may hold `str` pairs it was given);
     # what it parsed from the wire is always `bytes` pairs.
     return tuple(headers)  # type: ignore[arg-type]
-
-
-def _unmask(mask: bytes, payload: bytes) -> bytes:
-    """XOR `payload` with the 4-byte `mask` repeated (masking and unmasking are the same),
-    in one big-integer operation instead of a loop over bytes."""
-    length = len(payload)
-    if not length:
-        return b""
-    key = (mask * ((length + 3) // 4))[:length]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(length, "little")

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+import session_core
 from benchmarks import core_bench
+from session_core import _mask
 
 
 def test_quick_run_measures_every_variant_with_right_answers() -> None:
@@ -76,7 +78,27 @@ def test_profile_accounts_for_all_the_time() -> None:
     total = sum(entry[2] for entry in raw.values())
     times = core_bench.categorize(raw)
     assert sum(times.values()) == pytest.approx(total)
-    assert times[core_bench.WSPROTO] + times[core_bench.FRAMING] > 0
+    if not core_bench.compiled_build():  # compiled modules' own frames are invisible to cProfile
+        assert times[core_bench.WSPROTO] + times[core_bench.FRAMING] > 0
     assert times[core_bench.SESSION_CORE] > 0
     text = core_bench.profile_markdown(core_bench.Settings(rounds=1, count=200), "cmd")
     assert text.count("### typed") == 2
+
+
+def test_both_builds_are_reported_in_one_run(capsys: pytest.CaptureFixture[str]) -> None:
+    # `both` also runs the pure-Python build in a process of its own (`auto` does so when
+    # this process runs the compiled one): two tables, each saying which build made it.
+    assert core_bench.main(["--quick", "--rounds", "1", "--count", "50", "--builds", "both"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| typed | 1 (latency) |") == 2
+    assert f"### Build: {core_bench.current_build()}" in out
+    assert "### Build: pure (`SESSION_PY_NO_EXTENSIONS=1`)" in out
+    masking = "C" if _mask.ACCELERATED else "Python"
+    assert f"- Build: pure, {masking} masking" in out
+    assert out.count("Every answer correct in every run: yes.") == 2
+
+
+def test_the_build_is_named() -> None:
+    compiled = bool(getattr(session_core, "COMPILED", False))
+    assert core_bench.current_build().startswith("compiled, " if compiled else "pure, ")
+    assert core_bench.compiled_build() is compiled

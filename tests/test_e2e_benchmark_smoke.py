@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import trio
 
 import session_asyncio
-from benchmarks.e2e import cli, report, runner
+from benchmarks.e2e import cli, report, runner, variants
 from benchmarks.e2e.common import CODECS, SCENARIOS_BY_NAME, big_payloads, small_payload
 from benchmarks.e2e.impls import session_asyncio_peer, websockets_peer, wsproto_asyncio_peer
 from benchmarks.e2e.variants import VARIANTS_BY_NAME, PeerModule, Requester, Variant
@@ -131,3 +133,38 @@ def test_hand_written_peers_speak_the_protocol_of_session_py() -> None:
 
     for server, client in [(session_trio_peer, wsproto_trio_peer), (wsproto_trio_peer, session_trio_peer)]:
         trio.run(_cross, server, client)
+
+
+def test_session_py_rows_say_which_build_their_server_ran() -> None:
+    names = ("session_asyncio@asyncio", "session_asyncio+pure@asyncio")
+    settings = runner.Settings.quick([VARIANTS_BY_NAME[name] for name in names])
+    settings.scenarios = [SCENARIOS_BY_NAME["payload64k"]]
+    result = runner.run(settings)
+    assert result.unavailable == {}
+    for name in names:
+        [sample] = result.of(name, "payload64k")
+        assert sample.ok, (name, sample.error)
+    # What a process of this environment gets, asked apart from this one.
+    code = "import session_core; print(getattr(session_core, 'COMPILED', False))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    build = "compiled" if out.stdout.strip() == "True" else "pure"
+    # The test extra installs the speedups extra.
+    masking = "C" if os.environ.get("SESSION_PY_NO_SPEEDUPS", "") in ("", "0") else "Python"
+    assert result.builds["session_asyncio@asyncio"] == f"{build}, {masking} masking"
+    assert result.builds["session_asyncio+pure@asyncio"] == f"pure, {masking} masking"
+    text = report.markdown(result, "cmd")
+    assert f"| **session_asyncio** | asyncio | orjson | {build}, {masking} masking |" in text
+    assert f"| **session_asyncio+pure** | asyncio | orjson | pure, {masking} masking |" in text
+    assert "| **session_asyncio+pure@asyncio** |" in text
+    assert _children_left(runner.spawned_pids) == []
+
+
+def test_pure_twins_come_with_a_compiled_build_or_by_name() -> None:
+    pure = "session_asyncio+pure@uvloop"
+    assert pure not in {v.name for v in variants.select(["session_asyncio"], pure_twins=False)}
+    assert pure in {v.name for v in variants.select(["session_asyncio"], pure_twins=True)}
+    assert [v.name for v in variants.select([pure], pure_twins=False)] == [pure]
+    assert VARIANTS_BY_NAME[pure].env == {"SESSION_PY_NO_EXTENSIONS": "1"}
+    assert VARIANTS_BY_NAME["session_asyncio@uvloop"].env == {}
+    for variant in variants.VARIANTS:
+        assert variants.Variant.from_json(variant.to_json()) == variant

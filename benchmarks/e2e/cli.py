@@ -31,7 +31,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="a smoke run: tiny counts, one round, no profile")
     p.add_argument(
-        "--impl", type=_names, default=[], help=f"implementations, comma-separated: {', '.join(LIBRARIES)}"
+        "--impl",
+        type=_names,
+        default=[],
+        help=f"implementations, comma-separated: {', '.join(LIBRARIES)}; session-py's come with "
+        "their `+pure` twins (pure-Python build forced) when a compiled build is present, "
+        "or name one in full (`session_asyncio+pure@uvloop`, see --list)",
     )
     p.add_argument("--loop", type=_names, default=[], help="event loops: asyncio, uvloop, trio")
     p.add_argument("--codec", type=_names, default=[], help="codecs: orjson, json")

@@ -146,7 +146,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def summary_table(report: Report) -> str:
     """One row per variant, the medians of every scenario."""
     scenarios = report.settings.scenarios
-    header = ["implementation", "loop", "codec"]
+    header = ["implementation", "loop", "codec", "build"]
     for scenario in scenarios:
         header.append(f"{scenario.title} ({scenario.unit})")
         if scenario.latency:
@@ -154,8 +154,9 @@ def summary_table(report: Report) -> str:
     header.append("server CPU µs/req (100 in flight)")
     rows = []
     for variant in report.settings.variants:
-        name = f"**{variant.library}**" if variant.ours else variant.library
-        row = [name, variant.loop, variant.codec]
+        library = variant.library + (f"+{variant.build}" if variant.build else "")
+        name = f"**{library}**" if variant.ours else library
+        row = [name, variant.loop, variant.codec, report.builds.get(variant.name, "-")]
         broken = row_failure(report, variant)
         if broken is not None:
             row.append(f"unavailable ({_short(broken)})")
@@ -443,7 +444,9 @@ def markdown(report: Report, command: str) -> str:
         "",
         "Requests/s and MB/s (payload bytes echoed per second, counted one way) are medians over "
         "the rounds; latency is per request, one request in flight. Server CPU is the server "
-        "process's CPU time during the measured run divided by the requests. **Bold**: session-py.",
+        "process's CPU time during the measured run divided by the requests. **Bold**: session-py; "
+        "its build is what its server process said it ran (`session_core.COMPILED`, and whether "
+        "masking ran in C), and `+pure` rows ran with `SESSION_PY_NO_EXTENSIONS=1`.",
         "",
         summary_table(report),
         "",

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from .common import SCENARIOS, SCENARIOS_BY_NAME, Scenario
 from .results import Budget, Plan, Sample
-from .variants import VARIANTS, Variant
+from .variants import Variant, select
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_START_TIMEOUT = 60.0
@@ -47,9 +47,9 @@ def _quiet(_: str) -> None:
 class Child:
     """A worker process: JSON lines from its stdout, its stderr kept in a temporary file."""
 
-    def __init__(self, args: Sequence[str], label: str) -> None:
+    def __init__(self, args: Sequence[str], label: str, env_extra: dict[str, str] | None = None) -> None:
         self.label = label
-        env = dict(os.environ)
+        env = dict(os.environ) | (env_extra or {})
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by dispose()
@@ -156,6 +156,8 @@ class Server:
     port: int = 0
     control: int = 0
     error: str | None = None
+    build: str | None = None
+    "What a session-py server runs (`compiled, C masking`, ...), as it said."
 
 
 def start_server(variant: Variant, profile: Path | None = None) -> Server:
@@ -163,7 +165,7 @@ def start_server(variant: Variant, profile: Path | None = None) -> Server:
     args = ["server", json.dumps(variant.to_json())]
     if profile is not None:
         args += ["--profile", str(profile)]
-    return Server(Child(args, f"server {variant.name}"))
+    return Server(Child(args, f"server {variant.name}", variant.env))
 
 
 def await_server(server: Server, deadline: float) -> None:
@@ -180,6 +182,8 @@ def await_server(server: Server, deadline: float) -> None:
     else:
         server.port = int(line["port"])
         server.control = int(line["control"])
+        build = line.get("build")
+        server.build = str(build) if build is not None else None
 
 
 def run_client(
@@ -195,7 +199,7 @@ def run_client(
     ]
     if profile is not None:
         args += ["--profile", str(profile)]
-    child = Child(args, f"client {variant.name}")
+    child = Child(args, f"client {variant.name}", variant.env)
     samples: dict[str, Sample] = {}
     failure: str | None = None
     try:
@@ -235,7 +239,7 @@ def run_client(
 class Settings:
     """What to run, how long and how often."""
 
-    variants: list[Variant] = field(default_factory=lambda: list(VARIANTS))
+    variants: list[Variant] = field(default_factory=select)
     scenarios: list[Scenario] = field(default_factory=lambda: list(SCENARIOS))
     repeats: int = 5
     seconds: float | None = 1.0
@@ -261,7 +265,7 @@ class Settings:
     def quick(cls, variants: Sequence[Variant] | None = None) -> Settings:
         """Tiny counts, one repeat, no profile: a smoke run."""
         return cls(
-            variants=list(variants) if variants is not None else list(VARIANTS),
+            variants=list(variants) if variants is not None else select(),
             repeats=1,
             seconds=None,
             warmup_seconds=0.0,
@@ -293,6 +297,8 @@ class Report:
     samples: list[Sample] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     "Variant name -> why it could not run."
+    builds: dict[str, str] = field(default_factory=dict)
+    "Variant name -> what its server ran, for session-py's own (`pure, C masking`, ...)."
     profiles: list[Any] = field(default_factory=list)
     "`profile.ProfileResult`s."
     started: float = 0.0
@@ -339,6 +345,8 @@ def run_round(settings: Settings, repeat: int, report: Report, progress: Progres
                 report.unavailable[variant.name] = server.error
             else:
                 ready.append(variant)
+                if server.build is not None:
+                    report.builds[variant.name] = server.build
 
         def measure(variant: Variant) -> None:
             server = servers[variant.name]

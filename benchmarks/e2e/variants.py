@@ -44,12 +44,21 @@ class Variant:
     "Distributions whose versions the report lists for it."
     ours: bool = False
     "True for session-py's own adapters."
+    build: str = ""
+    "`pure`: session-py's pure-Python build forced (`SESSION_PY_NO_EXTENSIONS=1`); else as installed."
 
     @property
     def name(self) -> str:
-        """`library[+json]@loop`, unique."""
+        """`library[+json][+pure]@loop`, unique."""
         suffix = "" if self.codec == "orjson" else f"+{self.codec}"
+        if self.build:
+            suffix += f"+{self.build}"
         return f"{self.library}{suffix}@{self.loop}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment variables its processes run with."""
+        return {PURE_ENV: "1"} if self.build == "pure" else {}
 
     @property
     def module_path(self) -> str:
@@ -65,6 +74,7 @@ class Variant:
             "module": self.module,
             "packages": list(self.packages),
             "ours": self.ours,
+            "build": self.build,
         }
 
     @classmethod
@@ -80,10 +90,13 @@ class Variant:
             module=str(data["module"]),
             packages=tuple(str(p) for p in data["packages"]),
             ours=bool(data.get("ours", False)),
+            build=str(data.get("build", "")),
         )
 
 
-_CORE = ("wsproto", "h11", "orjson", "attrs", "cattrs")
+_CORE = ("wsproto", "h11", "orjson", "attrs", "cattrs", "websockets")
+#: Forces session-py's pure-Python build in a process (`session_core.COMPILED` false).
+PURE_ENV = "SESSION_PY_NO_EXTENSIONS"
 
 
 def _both_loops(library: str, module: str, packages: tuple[str, ...], codec: str = "orjson") -> list[Variant]:
@@ -98,6 +111,23 @@ def _all_variants() -> tuple[Variant, ...]:
         Variant("session_asyncio", "asyncio", "orjson", "session_asyncio_peer", _CORE, ours=True),
         Variant("session_asyncio", "uvloop", "orjson", "session_asyncio_peer", (*_CORE, "uvloop"), ours=True),
         Variant("session_trio", "trio", "orjson", "session_trio_peer", (*_CORE, "trio"), ours=True),
+        # The same with the pure-Python build forced: selected when a compiled build is
+        # present (else the rows above are the pure build already), or when named.
+        Variant(
+            "session_asyncio", "asyncio", "orjson", "session_asyncio_peer", _CORE, ours=True, build="pure"
+        ),
+        Variant(
+            "session_asyncio",
+            "uvloop",
+            "orjson",
+            "session_asyncio_peer",
+            (*_CORE, "uvloop"),
+            ours=True,
+            build="pure",
+        ),
+        Variant(
+            "session_trio", "trio", "orjson", "session_trio_peer", (*_CORE, "trio"), ours=True, build="pure"
+        ),
         *_both_loops("websockets", "websockets_peer", ("websockets", "orjson")),
         *_both_loops("websockets", "websockets_peer", ("websockets",), codec="json"),
         *_both_loops("aiohttp", "aiohttp_peer", ("aiohttp", "orjson")),
@@ -129,13 +159,31 @@ DESCRIPTIONS: Final[dict[str, str]] = {
 }
 
 
-def select(names: Sequence[str] = (), loops: Sequence[str] = (), codecs: Sequence[str] = ()) -> list[Variant]:
+def compiled_build_present() -> bool:
+    """Whether session-py's compiled build is what `import session_core` gets here."""
+    import session_core  # noqa: PLC0415 - only when selecting
+
+    return bool(getattr(session_core, "COMPILED", False))
+
+
+def select(
+    names: Sequence[str] = (),
+    loops: Sequence[str] = (),
+    codecs: Sequence[str] = (),
+    *,
+    pure_twins: bool | None = None,
+) -> list[Variant]:
     """The variants matching every filter given (a name matches a library or a full name).
+
+    The `+pure` variants come with their library when `pure_twins` (by default: when a
+    compiled build is present), and whenever named in full.
 
     Raises:
         ValueError: a name matches nothing.
     """
-    chosen = list(VARIANTS)
+    if pure_twins is None:
+        pure_twins = compiled_build_present()
+    chosen = [v for v in VARIANTS if pure_twins or not v.build or v.name in names]
     if names:
         unknown = [n for n in names if n not in LIBRARIES and n not in VARIANTS_BY_NAME]
         if unknown:

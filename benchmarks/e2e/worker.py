@@ -96,6 +96,18 @@ def run_on(variant: Variant, main: Callable[[], Coroutine[Any, Any, None]]) -> N
         runner.run(main())
 
 
+def build_of(variant: Variant) -> str | None:
+    """For session-py's own variants, what this process runs: its build and its masking."""
+    if not variant.ours:
+        return None
+    import session_core  # noqa: PLC0415 - only session-py's variants
+    from session_core import _mask  # noqa: PLC0415
+
+    build = "compiled" if getattr(session_core, "COMPILED", False) else "pure"
+    masking = "C masking" if _mask.ACCELERATED else "Python masking"
+    return f"{build}, {masking}"
+
+
 # -- server ----------------------------------------------------------------------------------
 
 
@@ -103,6 +115,11 @@ def serve(variant: Variant, profile: Path | None) -> int:
     """Serve until stdin ends. Returns the exit code."""
     try:
         peer, codec = load_peer(variant)
+    except Exception as exc:
+        emit({"error": f"cannot import: {describe(exc)}"})
+        return 1
+    try:
+        build = build_of(variant)
     except Exception as exc:
         emit({"error": f"cannot import: {describe(exc)}"})
         return 1
@@ -133,7 +150,7 @@ def serve(variant: Variant, profile: Path | None) -> int:
         control.bind(call_in_loop)
         watch_stdin(on_end)
         async with peer.serve(codec) as port:
-            emit({"port": port, "control": control.port, "pid": os.getpid()})
+            emit({"port": port, "control": control.port, "pid": os.getpid(), "build": build})
             ready = True
             await stop.wait()
             exit_later(SHUTDOWN_GRACE, 3)
@@ -155,7 +172,7 @@ def serve(variant: Variant, profile: Path | None) -> int:
         control.bind(call_in_loop)
         watch_stdin(on_end)
         async with peer.serve(codec) as port:
-            emit({"port": port, "control": control.port, "pid": os.getpid()})
+            emit({"port": port, "control": control.port, "pid": os.getpid(), "build": build})
             ready = True
             await stop.wait()
             exit_later(SHUTDOWN_GRACE, 3)

@@ -109,3 +109,31 @@ def test_masked_frames_round_trip_at_every_length_class() -> None:
             server.receive_data(wire[start : start + 7000], 0.0)
         (event,) = server.events()
         assert getattr(event, "data", None) == "y" * size
+
+
+# Payloads from 4 KiB on are unmasked and decoded in place (through a memoryview).
+large_texts = st.sampled_from(
+    [
+        b'{"type":"notification","method":"big","data":"' + b"x" * 5000 + b'"}',
+        b'{"type":"notification","method":"big","data":"' + "é".encode() * 40_000 + b'"}',
+        b"\xff" + b"x" * 5000,  # invalid UTF-8 at the start of a large payload
+        b"x" * 70_000 + b"\xc3",  # and cut at its very end
+    ]
+)
+large_frames = st.one_of(
+    frames,
+    st.tuples(st.just(TEXT), large_texts, st.booleans()),
+    st.tuples(st.just(CONTINUATION), large_texts, st.booleans()),
+)
+
+
+@given(st.lists(large_frames, max_size=6), st.lists(st.integers(0, 200_000), max_size=6))
+@settings(max_examples=150, deadline=None)
+def test_large_frames_match_wsproto(sequence: list[tuple[int, bytes, bool]], cuts: list[int]) -> None:
+    config = Config(max_message_size=None)
+    masked = b"".join(client_frame(op, payload, fin=fin) for op, payload, fin in sequence)
+    pieces = _chunks(masked, cuts)
+    assert _run(open_server(config), pieces, fast=True) == _run(open_server(config), pieces, fast=False)
+    plain = b"".join(frame(op, payload, fin=fin) for op, payload, fin in sequence)
+    pieces = _chunks(plain, cuts)
+    assert _run(open_client(config), pieces, fast=True) == _run(open_client(config), pieces, fast=False)
