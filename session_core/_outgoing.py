@@ -165,20 +165,11 @@ class OutgoingRequests:
             if now is None:
                 raise LocalProtocolError("a request with a timeout needs `now`")
             deadline = now + timeout
-        if isinstance(method, Method):
-            try:
-                value = method.unstructure_request(data)
-            except Exception as exc:
-                raise not_sendable(exc) from None
-            name = method.name
-        elif isinstance(method, str):
-            name, value = method, data
-        else:
-            raise _not_a_method(method)
+        sent, name, value = _checked(method, data)
         request_id = self._ids.allocate(pending)
         # Encoded before it counts as pending: data that cannot be sent leaves nothing behind.
         self._out.append(self._ws.send_text(_messages.request(request_id, name, value)))
-        pending[request_id] = method
+        pending[request_id] = sent
         if self._given_up:
             self._given_up.pop(request_id)  # a reused id: an answer to it is for this one
         if deadline is not None:
@@ -187,16 +178,7 @@ class OutgoingRequests:
 
     def notify(self, method: object, data: Any) -> None:
         """Send a notification (see `Connection.send_notification`)."""
-        if isinstance(method, Method):
-            try:
-                value = method.unstructure_request(data)
-            except Exception as exc:
-                raise not_sendable(exc) from None
-            name = method.name
-        elif isinstance(method, str):
-            name, value = method, data
-        else:
-            raise _not_a_method(method)
+        _, name, value = _checked(method, data)
         self._out.append(self._ws.send_text(_messages.notification(name, value)))
 
     def receive_answer(self, kind: Kind, request_id: int, payload: Any) -> None:
@@ -275,10 +257,19 @@ class OutgoingRequests:
         self._deadlines = Deadlines()
 
 
-def _not_a_method(method: object) -> LocalProtocolError:
+def _checked(method: object, data: Any) -> tuple[Sent, str, Any]:
+    """What a request or notification is sent with (a `Method` or a name), its name, and
+    its data as JSON values."""
+    if isinstance(method, Method):
+        try:
+            return method, method.name, method.unstructure_request(data)
+        except Exception as exc:
+            raise not_sendable(exc) from None
+    if isinstance(method, str):
+        return method, method, data
     # Checked here, not left to the type hints: the compiled build would raise `TypeError`
     # and the pure one send anything as a name.
-    return LocalProtocolError(f"a method is a Method or a name, not {type(method).__name__}")
+    raise LocalProtocolError(f"a method is a Method or a name, not {type(method).__name__}")
 
 
 def name_of(sent: Sent) -> str:
