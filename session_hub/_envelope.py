@@ -179,14 +179,14 @@ def encode_batch(source: str, seq: int, bodies: list[bytes]) -> bytes:
     )
 
 
-def encode(envelope: Envelope) -> bytes:
-    """Encode `envelope` to its wire form.
+def body_of(envelope: Envelope) -> bytes:
+    """`encode_body` of `envelope`'s fields: what it is in a batch.
 
     Raises:
         EncodingError: `data` holds something JSON cannot represent.
     """
     e = envelope
-    body = encode_body(
+    return encode_body(
         e.kind,
         target=e.target,
         method=e.method,
@@ -199,7 +199,15 @@ def encode(envelope: Envelope) -> bytes:
         code=e.code,
         message=e.message,
     )
-    return seal(e.source, e.seq, body)
+
+
+def encode(envelope: Envelope) -> bytes:
+    """Encode `envelope` to its wire form.
+
+    Raises:
+        EncodingError: `data` holds something JSON cannot represent.
+    """
+    return seal(envelope.source, envelope.seq, body_of(envelope))
 
 
 def _get(obj: dict[str, Any], key: str, tp: type, default: Any) -> Any:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from session_core import EncodingError
 from session_hub import VERSION, Envelope, InvalidEnvelope, Kind, Outcome, decode, encode
-from session_hub._envelope import OVERHEAD, decode_all, encode_batch, encode_body
+from session_hub._envelope import OVERHEAD, body_of, decode_all, encode_batch
 
 json_values: st.SearchStrategy[Any] = st.recursive(
     st.none()
@@ -59,30 +59,14 @@ def test_round_trip(envelope: Envelope) -> None:
     assert decode(encode(envelope)) == envelope
 
 
-def _body(e: Envelope) -> bytes:
-    return encode_body(
-        e.kind,
-        target=e.target,
-        method=e.method,
-        data=e.data,
-        request_id=e.request_id,
-        reply_to=e.reply_to,
-        timeout=e.timeout,
-        exclude=e.exclude,
-        outcome=e.outcome,
-        code=e.code,
-        message=e.message,
-    )
-
-
 @given(st.lists(envelopes(), min_size=1, max_size=6), names, st.integers(1, 2**62))
 def test_batch_round_trip_numbers_its_envelopes_in_order(
     batch: list[Envelope], source: str, seq: int
 ) -> None:
-    wire = encode_batch(source, seq, [_body(e) for e in batch])
+    wire = encode_batch(source, seq, [body_of(e) for e in batch])
     expected = [attrs.evolve(e, source=source, seq=seq + i) for i, e in enumerate(batch)]
     assert decode_all(wire) == expected
-    assert len(wire) <= sum(len(_body(e)) + 1 for e in batch) + OVERHEAD + len(source.encode()) * 6
+    assert len(wire) <= sum(len(body_of(e)) + 1 for e in batch) + OVERHEAD + len(source.encode()) * 6
     with pytest.raises(InvalidEnvelope, match="batch"):
         decode(wire)  # one envelope was asked for
 
