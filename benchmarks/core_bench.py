@@ -40,6 +40,7 @@ import orjson
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Message, Request, TextMessage
 
+from benchmarks.builds import PURE_ENV, compiled_build, current_build
 from session_core import (
     Connection,
     HandshakeAccepted,
@@ -568,25 +569,6 @@ def run(settings: Settings, progress: Callable[[str], None] | None = None) -> Re
         elapsed=time.perf_counter() - started,
         build=current_build(),
     )
-
-
-#: Forces session-py's pure-Python build in a process (`session_core.COMPILED` false).
-PURE_ENV = "SESSION_PY_NO_EXTENSIONS"
-
-
-def compiled_build() -> bool:
-    """Whether this process runs session-py's compiled build."""
-    import session_core  # noqa: PLC0415 - imported at the top already; the attribute may be missing
-
-    return bool(getattr(session_core, "COMPILED", False))
-
-
-def current_build() -> str:
-    """This process's build and masking, e.g. `compiled, C masking`."""
-    from session_core import _mask  # noqa: PLC0415
-
-    build = "compiled" if compiled_build() else "pure"
-    return f"{build}, {'C' if _mask.ACCELERATED else 'Python'} masking"
 
 
 def run_pure_build(argv: Sequence[str]) -> str:

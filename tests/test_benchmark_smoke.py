@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import session_core
-from benchmarks import core_bench
+from benchmarks import builds, core_bench
 from session_core import _mask
 
 
@@ -78,7 +78,7 @@ def test_profile_accounts_for_all_the_time() -> None:
     total = sum(entry[2] for entry in raw.values())
     times = core_bench.categorize(raw)
     assert sum(times.values()) == pytest.approx(total)
-    if not core_bench.compiled_build():  # compiled modules' own frames are invisible to cProfile
+    if not builds.compiled_build():  # compiled modules' own frames are invisible to cProfile
         assert times[core_bench.WSPROTO] + times[core_bench.FRAMING] > 0
     assert times[core_bench.SESSION_CORE] > 0
     text = core_bench.profile_markdown(core_bench.Settings(rounds=1, count=200), "cmd")
@@ -91,7 +91,7 @@ def test_both_builds_are_reported_in_one_run(capsys: pytest.CaptureFixture[str])
     assert core_bench.main(["--quick", "--rounds", "1", "--count", "50", "--builds", "both"]) == 0
     out = capsys.readouterr().out
     assert out.count("| typed | 1 (latency) |") == 2
-    assert f"### Build: {core_bench.current_build()}" in out
+    assert f"### Build: {builds.current_build()}" in out
     assert "### Build: pure (`SESSION_PY_NO_EXTENSIONS=1`)" in out
     masking = "C" if _mask.ACCELERATED else "Python"
     assert f"- Build: pure, {masking} masking" in out
@@ -100,5 +100,5 @@ def test_both_builds_are_reported_in_one_run(capsys: pytest.CaptureFixture[str])
 
 def test_the_build_is_named() -> None:
     compiled = bool(getattr(session_core, "COMPILED", False))
-    assert core_bench.current_build().startswith("compiled, " if compiled else "pure, ")
-    assert core_bench.compiled_build() is compiled
+    assert builds.current_build().startswith("compiled, " if compiled else "pure, ")
+    assert builds.compiled_build() is compiled

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from ..builds import PURE_ENV, compiled_build
 from .common import Codec
 
 Loop = Literal["asyncio", "uvloop", "trio"]
@@ -95,8 +96,6 @@ class Variant:
 
 
 _CORE = ("wsproto", "h11", "orjson", "attrs", "cattrs", "websockets")
-#: Forces session-py's pure-Python build in a process (`session_core.COMPILED` false).
-PURE_ENV = "SESSION_PY_NO_EXTENSIONS"
 
 
 def _both_loops(library: str, module: str, packages: tuple[str, ...], codec: str = "orjson") -> list[Variant]:
@@ -159,13 +158,6 @@ DESCRIPTIONS: Final[dict[str, str]] = {
 }
 
 
-def compiled_build_present() -> bool:
-    """Whether session-py's compiled build is what `import session_core` gets here."""
-    import session_core  # noqa: PLC0415 - only when selecting
-
-    return bool(getattr(session_core, "COMPILED", False))
-
-
 def select(
     names: Sequence[str] = (),
     loops: Sequence[str] = (),
@@ -182,7 +174,7 @@ def select(
         ValueError: a name matches nothing.
     """
     if pure_twins is None:
-        pure_twins = compiled_build_present()
+        pure_twins = compiled_build()
     chosen = [v for v in VARIANTS if pure_twins or not v.build or v.name in names]
     if names:
         unknown = [n for n in names if n not in LIBRARIES and n not in VARIANTS_BY_NAME]

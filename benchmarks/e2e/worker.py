@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, cast
 
+from ..builds import current_build
 from .common import CODECS, Codec
 from .control import ControlClient, ControlServer, Profiling
 from .load import Meter, run_asyncio, run_trio
@@ -98,14 +99,7 @@ def run_on(variant: Variant, main: Callable[[], Coroutine[Any, Any, None]]) -> N
 
 def build_of(variant: Variant) -> str | None:
     """For session-py's own variants, what this process runs: its build and its masking."""
-    if not variant.ours:
-        return None
-    import session_core  # noqa: PLC0415 - only session-py's variants
-    from session_core import _mask  # noqa: PLC0415
-
-    build = "compiled" if getattr(session_core, "COMPILED", False) else "pure"
-    masking = "C masking" if _mask.ACCELERATED else "Python masking"
-    return f"{build}, {masking}"
+    return current_build() if variant.ours else None
 
 
 # -- server ----------------------------------------------------------------------------------
