@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 
 import session_asyncio
-from session_asyncio import Session, serve
+from session_asyncio import Server, Session, serve
 from session_core import (
     Config,
     Method,
@@ -160,26 +160,38 @@ async def _serve(args: argparse.Namespace, streams: Streams) -> int:
         )
     except OSError as exc:
         raise _cannot_listen(host, port, exc) from None
-    async with server:
+
+    def announce() -> None:
         for sock in server.sockets:
             log(f"listening on ws://{_peer(sock.getsockname())}/")
         ticks = f"tick every {interval:g} s" if interval else "no tick"
         log(f"methods: echo, add, fail, sleep; notifications: welcome, {ticks}; Ctrl-C stops")
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        # SIGTERM stops it as Ctrl-C does: every session is closed with 1001 first.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        try:
-            await server.serve_forever()
-        except asyncio.CancelledError:  # Ctrl-C or SIGTERM
-            task.uncancel()
-            log("stopped")
-        finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGTERM)
+
+    async with server:
+        await _serve_until_stopped(server, announce)
+        log("stopped")
     return EXIT_OK
+
+
+async def _serve_until_stopped(server: Server, announce: Callable[[], None]) -> None:
+    """Serve until Ctrl-C or SIGTERM (every session is closed with 1001 first).
+
+    `announce` (the "listening" lines) runs once SIGTERM is handled: a SIGTERM that comes
+    after them always stops the server cleanly, never kills it where it stands.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        announce()
+        await server.serve_forever()
+    except asyncio.CancelledError:  # Ctrl-C or SIGTERM
+        task.uncancel()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _reason(reason: str | None) -> str:
@@ -333,21 +345,13 @@ async def _serve_app_asyncio(args: argparse.Namespace, log: Callable[[str], None
             server = await serve(app, host, port, hub=hub, reuse_port=args.reuse_port)
         except OSError as exc:
             raise _cannot_listen(host, port, exc) from None
-        async with server:
+
+        def announce() -> None:
             for sock in server.sockets:
                 log(f"{args.app} on {_hub_state(hub)}: listening on ws://{_peer(sock.getsockname())}/")
-            task = asyncio.current_task()
-            assert task is not None
-            loop = asyncio.get_running_loop()
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signal.SIGTERM, task.cancel)
-            try:
-                await server.serve_forever()
-            except asyncio.CancelledError:  # Ctrl-C or SIGTERM
-                task.uncancel()
-            finally:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.remove_signal_handler(signal.SIGTERM)
+
+        async with server:
+            await _serve_until_stopped(server, announce)
     log("stopped")
     return EXIT_OK
 
